@@ -288,7 +288,11 @@ mod tests {
             })
             .collect();
         ranked.sort_unstable();
-        ranked.iter().take(r).map(|&(_, i)| NodeId(points[i])).collect()
+        ranked
+            .iter()
+            .take(r)
+            .map(|&(_, i)| NodeId(points[i]))
+            .collect()
     }
 
     #[test]
