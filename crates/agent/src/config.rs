@@ -1,0 +1,292 @@
+//! The agent's settings: a TOML file, then environment variables, then
+//! flags (the CLI merges those two), each with a documented default.
+
+use serde::Deserialize;
+use shoal_store::Budget;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A statically configured peer (until gossip membership replaces it).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's node name.
+    pub name: String,
+    /// Its peer-protocol address.
+    pub addr: SocketAddr,
+    /// Its topology labels, widest first.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// Peer timeout bounds, in milliseconds. The adaptive values computed from
+/// each peer's observed round trip always stay between floor and ceiling.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Connect timeout floor (default 50).
+    pub connect_floor_ms: u64,
+    /// Connect timeout ceiling (default 1000).
+    pub connect_ceiling_ms: u64,
+    /// First-byte (response header) timeout floor (default 200).
+    pub first_byte_floor_ms: u64,
+    /// First-byte timeout ceiling (default 2000).
+    pub first_byte_ceiling_ms: u64,
+    /// Longest silence inside a response before it counts as stalled
+    /// (default floor 1500, ceiling 5000; peers send keepalives every 500).
+    pub stall_floor_ms: u64,
+    /// Stall timeout ceiling.
+    pub stall_ceiling_ms: u64,
+    /// How long a stripe request may take end to end, all retries
+    /// included (default 120000). It travels with the request.
+    pub deadline_ms: u64,
+    /// Consecutive failures that open a peer's breaker (default 2; one
+    /// timeout opens it at once).
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before a half-open probe (default
+    /// 2000, doubling on each failed probe up to 30000).
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_floor_ms: 50,
+            connect_ceiling_ms: 1000,
+            first_byte_floor_ms: 200,
+            first_byte_ceiling_ms: 2000,
+            stall_floor_ms: 1500,
+            stall_ceiling_ms: 5000,
+            deadline_ms: 120_000,
+            breaker_failures: 2,
+            breaker_cooldown_ms: 2000,
+        }
+    }
+}
+
+/// Everything an agent needs to run.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// This node's name (default: the host name). Its id is derived from it.
+    pub name: String,
+    /// Peer protocol, metrics and health (default `0.0.0.0:7420`).
+    pub listen: SocketAddr,
+    /// The address peers reach this node at (default: `listen`).
+    pub advertise: Option<SocketAddr>,
+    /// The local API for `shoal get` (default `127.0.0.1:7421`); keep it on
+    /// loopback: it needs no token.
+    pub api_listen: SocketAddr,
+    /// Where stripes are kept (default `/var/lib/shoal`).
+    pub data_dir: PathBuf,
+    /// Store budget: bytes (`50GiB`) or a share of the data dir's
+    /// filesystem (`10%`, the default).
+    pub store_budget: String,
+    /// Stripe size, the same on every node (default `64MiB`).
+    pub stripe_size: String,
+    /// Copies of a stripe fetched from the origin (default 2: the owner
+    /// pushes one to its first successor).
+    pub min_copies: usize,
+    /// Concurrent origin requests (default 8).
+    pub origin_concurrency: usize,
+    /// Concurrent inbound stripe requests before a fast 503 (default 256).
+    pub inbound_limit: usize,
+    /// Concurrent requests to one peer (default 32).
+    pub peer_inflight: usize,
+    /// Stripes an object read fetches ahead of the one it streams
+    /// (default 4).
+    pub readahead: usize,
+    /// Cluster token peers must present. Unset means open (a warning says
+    /// so at startup).
+    pub token: Option<String>,
+    /// Read the token from this file instead.
+    pub token_file: Option<PathBuf>,
+    /// This node's topology labels, widest first.
+    pub labels: Vec<String>,
+    /// Static peers.
+    pub peers: Vec<PeerConfig>,
+    /// Timeout bounds.
+    pub timeouts: Timeouts,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            name: default_name(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 7420)),
+            advertise: None,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 7421)),
+            data_dir: PathBuf::from("/var/lib/shoal"),
+            store_budget: "10%".into(),
+            stripe_size: "64MiB".into(),
+            min_copies: 2,
+            origin_concurrency: 8,
+            inbound_limit: 256,
+            peer_inflight: 32,
+            readahead: 4,
+            token: None,
+            token_file: None,
+            labels: Vec::new(),
+            peers: Vec::new(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "shoal".into())
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("parsing {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("setting {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// Settings checked and converted for use.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The raw settings.
+    pub config: AgentConfig,
+    /// Store budget.
+    pub budget: Budget,
+    /// Stripe size in bytes.
+    pub stripe_size: u64,
+    /// The token, from `token` or `token_file`.
+    pub token: Option<String>,
+}
+
+impl AgentConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value and resolves sizes and the token.
+    pub fn resolve(self) -> Result<Resolved, ConfigError> {
+        let inv = |k, m: &str| ConfigError::Invalid(k, m.to_owned());
+        if self.name.is_empty() {
+            return Err(inv("name", "must not be empty"));
+        }
+        let budget: Budget = self
+            .store_budget
+            .parse()
+            .map_err(|e: String| inv("store_budget", &e))?;
+        let stripe_size =
+            shoal_store::parse_size(&self.stripe_size).map_err(|e| inv("stripe_size", &e))?;
+        let (lo, hi) = crate::proto::STRIPE_SIZES;
+        if !(lo..=hi).contains(&stripe_size) {
+            return Err(inv("stripe_size", "must be between 64KiB and 4GiB"));
+        }
+        for (k, v) in [
+            ("min_copies", self.min_copies),
+            ("origin_concurrency", self.origin_concurrency),
+            ("inbound_limit", self.inbound_limit),
+            ("peer_inflight", self.peer_inflight),
+            ("readahead", self.readahead),
+        ] {
+            if v == 0 {
+                return Err(inv(k, "must be at least 1"));
+            }
+        }
+        let t = &self.timeouts;
+        if t.connect_floor_ms > t.connect_ceiling_ms
+            || t.first_byte_floor_ms > t.first_byte_ceiling_ms
+            || t.stall_floor_ms > t.stall_ceiling_ms
+        {
+            return Err(inv("timeouts", "every floor must be at most its ceiling"));
+        }
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| inv("token_file", &format!("{}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if token.as_deref() == Some("") {
+            return Err(inv("token", "must not be empty when set"));
+        }
+        Ok(Resolved {
+            budget,
+            stripe_size,
+            token,
+            config: self,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_typos_are_errors() {
+        let c: AgentConfig = toml::from_str(
+            r#"
+            name = "n1"
+            store_budget = "2GiB"
+            [[peers]]
+            name = "n2"
+            addr = "127.0.0.1:9000"
+            [timeouts]
+            connect_ceiling_ms = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.name, "n1");
+        assert_eq!(c.peers.len(), 1);
+        assert_eq!(c.timeouts.connect_ceiling_ms, 500);
+        assert_eq!(c.timeouts.stall_floor_ms, 1500);
+        let r = c.resolve().unwrap();
+        assert_eq!(r.budget, Budget::Bytes(2 << 30));
+        assert_eq!(r.stripe_size, 64 << 20);
+        assert!(toml::from_str::<AgentConfig>("nmae = \"x\"").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let bad = |f: fn(&mut AgentConfig)| {
+            let mut c = AgentConfig::default();
+            f(&mut c);
+            c.resolve().is_err()
+        };
+        assert!(bad(|c| c.stripe_size = "1KiB".into()));
+        assert!(bad(|c| c.store_budget = "lots".into()));
+        assert!(bad(|c| c.min_copies = 0));
+        assert!(bad(|c| c.token = Some(String::new())));
+        assert!(bad(|c| c.timeouts.stall_floor_ms = 99_999));
+        assert!(!bad(|_| {}));
+    }
+}

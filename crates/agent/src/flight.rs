@@ -1,0 +1,224 @@
+//! Single flight: one fetch per stripe per node, however many callers.
+//!
+//! A [`Flight`] fills a file (a store reservation, or scratch space when the
+//! store is full) and publishes how far it has got. Every caller, the
+//! first one included, is a reader of that file: it sends what has arrived,
+//! then follows the writer, then sends the stripe's checksum once the
+//! writer has verified it. Late joiners therefore read the prefix from disk
+//! and memory stays bounded by one chunk per reader, whatever the stripe
+//! size. The fetch runs in its own task, so it completes (and caches) even
+//! when the caller that started it goes away.
+
+use crate::proto::{CHUNK, Frame};
+use bytes::Bytes;
+use shoal_store::Lease;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often a reader waiting on its writer tells its caller it is alive.
+pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(500);
+
+/// Where a flight stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FlightState {
+    /// Reserving space; no bytes yet.
+    Starting,
+    /// `written` bytes are in the file, verified chunk by chunk.
+    Running {
+        /// Bytes written so far.
+        written: u64,
+    },
+    /// Complete and verified against this checksum.
+    Done {
+        /// BLAKE3 of the stripe.
+        checksum: [u8; 32],
+    },
+    /// Given up.
+    Failed {
+        /// Whether retrying elsewhere is pointless.
+        fatal: bool,
+        /// Why.
+        message: String,
+    },
+}
+
+/// One stripe being fetched on this node.
+pub struct Flight {
+    file: OnceLock<Arc<File>>,
+    len: u64,
+    state: watch::Sender<FlightState>,
+}
+
+impl Flight {
+    /// A flight for a stripe of `len` bytes.
+    pub fn new(len: u64) -> Arc<Flight> {
+        Arc::new(Flight {
+            file: OnceLock::new(),
+            len,
+            state: watch::Sender::new(FlightState::Starting),
+        })
+    }
+
+    /// Hands the file to readers and starts the flight.
+    pub fn start(&self, file: File) {
+        let _ = self.file.set(Arc::new(file));
+        self.state.send_replace(FlightState::Running { written: 0 });
+    }
+
+    /// Publishes progress.
+    pub fn progress(&self, written: u64) {
+        self.state.send_replace(FlightState::Running { written });
+    }
+
+    /// Publishes completion.
+    pub fn done(&self, checksum: [u8; 32]) {
+        self.state.send_replace(FlightState::Done { checksum });
+    }
+
+    /// Publishes failure.
+    pub fn fail(&self, fatal: bool, message: String) {
+        self.state
+            .send_replace(FlightState::Failed { fatal, message });
+    }
+
+    /// The stripe's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the stripe is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The current state.
+    pub fn state(&self) -> FlightState {
+        self.state.borrow().clone()
+    }
+}
+
+async fn read_at(file: Arc<File>, pos: u64, n: usize) -> std::io::Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, pos)?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+fn error(message: String) -> Frame {
+    Frame::Error {
+        fatal: false,
+        message,
+    }
+}
+
+/// Sends the flight's bytes from `from` to `tx` as frames, following the
+/// writer, until the end frame, an error frame, or the receiver leaving.
+pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Frame>) {
+    let mut rx = flight.state.subscribe();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let (limit, finished) = match &state {
+            FlightState::Starting => (0, None),
+            FlightState::Running { written } => (*written, None),
+            FlightState::Done { checksum } => (flight.len, Some(*checksum)),
+            FlightState::Failed { fatal, message } => {
+                let _ = tx
+                    .send(Frame::Error {
+                        fatal: *fatal,
+                        message: message.clone(),
+                    })
+                    .await;
+                return;
+            }
+        };
+        if pos < limit {
+            let Some(file) = flight.file.get().cloned() else {
+                let _ = tx.send(error("flight has no file".into())).await;
+                return;
+            };
+            let n = CHUNK.min((limit - pos) as usize);
+            match read_at(file, pos, n).await {
+                Ok(bytes) => {
+                    pos += n as u64;
+                    if tx.send(Frame::Data(bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(error(format!("reading flight: {e}"))).await;
+                    return;
+                }
+            }
+            continue;
+        }
+        if let Some(checksum) = finished {
+            let _ = tx
+                .send(Frame::End {
+                    len: flight.len,
+                    checksum,
+                })
+                .await;
+            return;
+        }
+        match tokio::time::timeout(KEEPALIVE_EVERY, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                let _ = tx.send(error("flight abandoned".into())).await;
+                return;
+            }
+            Err(_) => {
+                if tx.send(Frame::KeepAlive).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends a stored stripe from `from` to `tx`. Read from the start, it is
+/// re-hashed on the way: a copy that rotted on disk ends with an error
+/// frame instead of its checksum, and `on_corrupt` runs.
+pub async fn pump_lease(
+    lease: Lease,
+    mut pos: u64,
+    tx: mpsc::Sender<Frame>,
+    on_corrupt: impl FnOnce() + Send,
+) {
+    let (len, checksum) = (lease.len, lease.checksum.0);
+    // Moving the file out leaves the lease's pin in `lease`, which lives
+    // (and keeps the entry from eviction) until this function returns.
+    let file = Arc::new(lease.file);
+    let mut hasher = (pos == 0).then(blake3::Hasher::new);
+    while pos < len {
+        let n = CHUNK.min((len - pos) as usize);
+        match read_at(file.clone(), pos, n).await {
+            Ok(bytes) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&bytes);
+                }
+                pos += n as u64;
+                if tx.send(Frame::Data(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(error(format!("reading store: {e}"))).await;
+                return;
+            }
+        }
+    }
+    if let Some(h) = hasher
+        && *h.finalize().as_bytes() != checksum
+    {
+        on_corrupt();
+        let _ = tx.send(error("stored copy is corrupt".into())).await;
+        return;
+    }
+    let _ = tx.send(Frame::End { len, checksum }).await;
+}

@@ -1,0 +1,161 @@
+//! The agent's Prometheus metrics, all prefixed `shoal_`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Where served bytes came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Source {
+    /// This node's store.
+    Store,
+    /// A peer (fetched or joined in flight).
+    Peer,
+    /// The origin.
+    Origin,
+}
+
+/// Label set for bytes served.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// The source.
+    pub source: Source,
+}
+
+/// Label set for peer failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// `connect`, `timeout`, `stall`, `corrupt`, `status`, `broken`,
+    /// `breaker_open`.
+    pub kind: String,
+}
+
+/// Label set for per-peer gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer's node id.
+    pub peer: String,
+}
+
+/// Every metric the agent exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Bytes of stripes delivered to callers, by where this node got them.
+    pub served_bytes: Family<SourceLabels, Counter>,
+    /// Time to fill one stripe into this node (store hits excluded).
+    pub fetch_seconds: Histogram,
+    /// Requests that joined a fetch already in flight here.
+    pub singleflight_joins: Counter,
+    /// Requests sent to origins.
+    pub origin_requests: Counter,
+    /// Bytes received from origins.
+    pub origin_bytes: Counter,
+    /// Failed peer attempts, by kind.
+    pub peer_failures: Family<FailureLabels, Counter>,
+    /// 1 while a peer's breaker is open (or half-open), else 0.
+    pub breaker_open: Family<PeerLabels, Gauge>,
+    /// Bytes admitted to the store.
+    pub store_bytes: Gauge,
+    /// Stripes evicted from the store.
+    pub store_evictions: Gauge,
+    /// Requests refused with 503 because inbound capacity was full.
+    pub inbound_rejected: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("shoal");
+        let m = Metrics {
+            served_bytes: Family::default(),
+            fetch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            singleflight_joins: Counter::default(),
+            origin_requests: Counter::default(),
+            origin_bytes: Counter::default(),
+            peer_failures: Family::default(),
+            breaker_open: Family::default(),
+            store_bytes: Gauge::default(),
+            store_evictions: Gauge::default(),
+            inbound_rejected: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "served_bytes",
+            "Stripe bytes served to callers, by source",
+            m.served_bytes.clone(),
+        );
+        registry.register(
+            "stripe_fetch_seconds",
+            "Time to fill a stripe on this node",
+            m.fetch_seconds.clone(),
+        );
+        registry.register(
+            "singleflight_joins",
+            "Requests that joined an in-flight fetch",
+            m.singleflight_joins.clone(),
+        );
+        registry.register(
+            "origin_requests",
+            "Requests to origins",
+            m.origin_requests.clone(),
+        );
+        registry.register(
+            "origin_bytes",
+            "Bytes received from origins",
+            m.origin_bytes.clone(),
+        );
+        registry.register(
+            "peer_failures",
+            "Failed peer attempts by kind",
+            m.peer_failures.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "1 while a peer's circuit breaker is open",
+            m.breaker_open.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Bytes admitted to the store",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "store_evictions",
+            "Stripes evicted from the store",
+            m.store_evictions.clone(),
+        );
+        registry.register(
+            "inbound_rejected",
+            "Inbound requests refused because capacity was full",
+            m.inbound_rejected.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Counts `n` bytes served from `source`.
+    pub fn served(&self, source: Source, n: u64) {
+        self.served_bytes
+            .get_or_create(&SourceLabels { source })
+            .inc_by(n);
+    }
+
+    /// Counts one failed peer attempt.
+    pub fn peer_failure(&self, kind: &str) {
+        self.peer_failures
+            .get_or_create(&FailureLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,195 @@
+//! The origin client: HTTP(S) objects read with Range requests, through
+//! reqwest and rustls, with a bound on concurrent requests per agent.
+
+use crate::metrics::Metrics;
+use crate::proto::ObjectSpec;
+use bytes::Bytes;
+use http::{StatusCode, header};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Longest silence from an origin inside a body.
+const ORIGIN_STALL: Duration = Duration::from_secs(30);
+
+/// What an origin said no with, or how talking to it failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    /// An HTTP status that is not success.
+    #[error("origin answered {0}")]
+    Status(u16),
+    /// Network or TLS trouble.
+    #[error("origin transport: {0}")]
+    Transport(String),
+    /// The object is not what the caller described (size, validator).
+    #[error("origin object changed: {0}")]
+    Changed(String),
+    /// The origin broke the protocol (no size, wrong range).
+    #[error("origin protocol: {0}")]
+    Protocol(String),
+}
+
+impl OriginError {
+    /// Whether asking again (here or elsewhere) may help.
+    pub fn transient(&self) -> bool {
+        match self {
+            OriginError::Status(s) => *s >= 500 || *s == 408 || *s == 429,
+            OriginError::Transport(_) => true,
+            OriginError::Changed(_) | OriginError::Protocol(_) => false,
+        }
+    }
+}
+
+/// An object's size and validator, from a HEAD.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, else Last-Modified.
+    pub validator: Option<String>,
+}
+
+/// The client every origin request goes through.
+#[derive(Clone)]
+pub struct Origin {
+    client: reqwest::Client,
+    limit: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// A response body being read, holding one of the concurrency slots.
+pub struct OriginBody {
+    resp: reqwest::Response,
+    metrics: Arc<Metrics>,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn transport(e: reqwest::Error) -> OriginError {
+    OriginError::Transport(e.to_string())
+}
+
+fn validator(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::ETAG)
+        .or_else(|| headers.get(header::LAST_MODIFIED))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl Origin {
+    /// A client allowing `concurrency` requests at once.
+    pub fn new(concurrency: usize, metrics: Arc<Metrics>) -> Result<Self, OriginError> {
+        // reqwest is built without a default crypto provider; use ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(transport)?;
+        Ok(Origin {
+            client,
+            limit: Arc::new(Semaphore::new(concurrency)),
+            metrics,
+        })
+    }
+
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, OriginError> {
+        self.limit
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| OriginError::Transport("origin client closed".into()))
+    }
+
+    /// The object's size and validator.
+    pub async fn head(&self, url: &str) -> Result<ObjectMeta, OriginError> {
+        let _permit = self.permit().await?;
+        self.metrics.origin_requests.inc();
+        let resp = self.client.head(url).send().await.map_err(transport)?;
+        if !resp.status().is_success() {
+            return Err(OriginError::Status(resp.status().as_u16()));
+        }
+        let size = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| OriginError::Protocol("HEAD gave no Content-Length".into()))?;
+        Ok(ObjectMeta {
+            size,
+            validator: validator(resp.headers()),
+        })
+    }
+
+    /// Bytes `[start, end)` of `object`, checked against its size and
+    /// validator.
+    pub async fn range(
+        &self,
+        object: &ObjectSpec,
+        start: u64,
+        end: u64,
+    ) -> Result<OriginBody, OriginError> {
+        let permit = self.permit().await?;
+        self.metrics.origin_requests.inc();
+        let resp = self
+            .client
+            .get(&object.url)
+            .header(header::RANGE, format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(transport)?;
+        let whole = start == 0 && end == object.size;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let want = format!("bytes {start}-{}/{}", end - 1, object.size);
+                let got = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if got != want {
+                    return Err(OriginError::Changed(format!(
+                        "asked for {want:?}, got Content-Range {got:?}"
+                    )));
+                }
+            }
+            StatusCode::OK if whole => {}
+            StatusCode::OK => {
+                return Err(OriginError::Protocol(
+                    "origin ignores Range requests".into(),
+                ));
+            }
+            s => return Err(OriginError::Status(s.as_u16())),
+        }
+        if let (Some(want), Some(got)) = (&object.validator, validator(resp.headers()))
+            && *want != got
+        {
+            return Err(OriginError::Changed(format!(
+                "validator {want:?} became {got:?}"
+            )));
+        }
+        Ok(OriginBody {
+            resp,
+            metrics: self.metrics.clone(),
+            _permit: permit,
+        })
+    }
+}
+
+impl OriginBody {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, OriginError> {
+        match tokio::time::timeout(ORIGIN_STALL, self.resp.chunk()).await {
+            Err(_) => Err(OriginError::Transport(format!(
+                "no bytes for {ORIGIN_STALL:?}"
+            ))),
+            Ok(Err(e)) => Err(transport(e)),
+            Ok(Ok(Some(b))) => {
+                self.metrics.origin_bytes.inc_by(b.len() as u64);
+                Ok(Some(b))
+            }
+            Ok(Ok(None)) => Ok(None),
+        }
+    }
+}

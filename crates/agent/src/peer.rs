@@ -1,0 +1,459 @@
+//! The peer client: one pooled HTTP/1.1 client for every peer, with
+//! per-peer bounded concurrency, adaptive timeouts and a circuit breaker.
+//!
+//! Timeouts follow each peer's observed round trip (time to response
+//! headers, which peers send at once): `base = srtt + 4·rttvar`, as TCP
+//! does for its retransmission timer; connect gets `3·base`, the first
+//! byte `4·base + 100 ms`, silence inside a body `4·base + 1 s` (peers send
+//! keepalives every 500 ms), each clamped to the configured floor and
+//! ceiling. A peer never heard from gets the ceilings.
+
+use crate::config::Timeouts;
+use crate::metrics::{Metrics, PeerLabels};
+use crate::proto::{Decoder, Frame, ProtoError, StripeRequest};
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+mod breaker;
+pub use breaker::Breaker;
+
+/// Why a peer attempt failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    /// The breaker is open: skipped without a request.
+    #[error("breaker open")]
+    BreakerOpen,
+    /// Too many requests to this peer already.
+    #[error("peer busy (local in-flight limit)")]
+    Busy,
+    /// Could not connect (refused, unreachable, or connect timeout).
+    #[error("connect: {0}")]
+    Connect(String),
+    /// No response headers in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// The peer answered with an error status.
+    #[error("status {0}")]
+    Status(u16),
+    /// A peek found nothing.
+    #[error("not cached")]
+    NotCached,
+    /// Silence inside the body for too long.
+    #[error("stalled for {0:?}")]
+    Stall(Duration),
+    /// A chunk failed its checksum, or the framing broke.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+    /// The body ended or failed mid-stripe.
+    #[error("stream broke: {0}")]
+    Broken(String),
+    /// The peer gave up and said why.
+    #[error("peer error: {message}")]
+    Remote {
+        /// Whether retrying elsewhere is pointless.
+        fatal: bool,
+        /// Its reason.
+        message: String,
+    },
+}
+
+impl PeerError {
+    /// The metric label for this failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerError::BreakerOpen => "breaker_open",
+            PeerError::Busy => "busy",
+            PeerError::Connect(_) => "connect",
+            PeerError::Timeout(_) => "timeout",
+            PeerError::Status(_) => "status",
+            PeerError::NotCached => "not_cached",
+            PeerError::Stall(_) => "stall",
+            PeerError::Corrupt(_) => "corrupt",
+            PeerError::Broken(_) => "broken",
+            PeerError::Remote { .. } => "remote",
+        }
+    }
+
+    /// Whether the peer itself looks unreachable (the case for a relay).
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Connect(_) | PeerError::Timeout(_) | PeerError::Stall(_)
+        )
+    }
+}
+
+/// Round-trip estimate (RFC 6298 smoothing).
+#[derive(Clone, Copy, Debug, Default)]
+struct Rtt {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl Rtt {
+    fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                let diff = s.abs_diff(r);
+                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
+                self.srtt = Some(s * 7 / 8 + r / 8);
+            }
+        }
+    }
+
+    fn base(&self) -> Option<Duration> {
+        self.srtt.map(|s| s + self.rttvar * 4)
+    }
+}
+
+/// What the client knows of one peer.
+pub struct PeerState {
+    rtt: Mutex<Rtt>,
+    breaker: Mutex<Breaker>,
+    inflight: Arc<Semaphore>,
+}
+
+fn clamp(d: Duration, floor_ms: u64, ceiling_ms: u64) -> Duration {
+    d.clamp(
+        Duration::from_millis(floor_ms),
+        Duration::from_millis(ceiling_ms),
+    )
+}
+
+struct Shared {
+    peers: Mutex<HashMap<SocketAddr, Arc<PeerState>>>,
+    timeouts: Timeouts,
+    inflight: usize,
+}
+
+impl Shared {
+    fn state(&self, addr: SocketAddr) -> Arc<PeerState> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers
+            .entry(addr)
+            .or_insert_with(|| {
+                Arc::new(PeerState {
+                    rtt: Mutex::new(Rtt::default()),
+                    breaker: Mutex::new(Breaker::new(
+                        self.timeouts.breaker_failures,
+                        Duration::from_millis(self.timeouts.breaker_cooldown_ms),
+                    )),
+                    inflight: Arc::new(Semaphore::new(self.inflight)),
+                })
+            })
+            .clone()
+    }
+
+    /// (connect, first byte, stall) timeouts for a peer.
+    fn timeouts(&self, st: &PeerState) -> (Duration, Duration, Duration) {
+        let t = &self.timeouts;
+        let rtt = *st.rtt.lock().unwrap_or_else(|p| p.into_inner());
+        match rtt.base() {
+            None => (
+                Duration::from_millis(t.connect_ceiling_ms),
+                Duration::from_millis(t.first_byte_ceiling_ms),
+                Duration::from_millis(t.stall_ceiling_ms),
+            ),
+            Some(b) => (
+                clamp(b * 3, t.connect_floor_ms, t.connect_ceiling_ms),
+                clamp(
+                    b * 4 + Duration::from_millis(100),
+                    t.first_byte_floor_ms,
+                    t.first_byte_ceiling_ms,
+                ),
+                clamp(
+                    b * 4 + Duration::from_secs(1),
+                    t.stall_floor_ms,
+                    t.stall_ceiling_ms,
+                ),
+            ),
+        }
+    }
+}
+
+/// A connector that applies each peer's adaptive connect timeout.
+#[derive(Clone)]
+struct Connector {
+    http: HttpConnector,
+    shared: Arc<Shared>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let addr = uri
+            .authority()
+            .and_then(|a| a.as_str().parse::<SocketAddr>().ok());
+        let limit = match addr {
+            Some(a) => self.shared.timeouts(&self.shared.state(a)).0,
+            None => Duration::from_millis(self.shared.timeouts.connect_ceiling_ms),
+        };
+        let connecting = self.http.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(format!("connect timed out after {limit:?}").into()),
+            }
+        })
+    }
+}
+
+/// The pooled client every request to a peer goes through.
+#[derive(Clone)]
+pub struct PeerClient {
+    client: Client<Connector, Empty<Bytes>>,
+    shared: Arc<Shared>,
+    token: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+/// An open stripe response from a peer.
+pub struct FrameStream {
+    body: Incoming,
+    decoder: Decoder,
+    stall: Duration,
+    state: Arc<PeerState>,
+    addr: SocketAddr,
+    client: PeerClient,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PeerClient {
+    /// A client with the given bounds; `token` is sent to every peer.
+    pub fn new(
+        timeouts: Timeouts,
+        inflight: usize,
+        token: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            peers: Mutex::new(HashMap::new()),
+            timeouts,
+            inflight,
+        });
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(inflight)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(Connector {
+                http,
+                shared: shared.clone(),
+            });
+        PeerClient {
+            client,
+            shared,
+            token,
+            metrics,
+        }
+    }
+
+    /// Whether `addr`'s breaker lets a request through now.
+    pub fn available(&self, addr: SocketAddr) -> bool {
+        let st = self.shared.state(addr);
+        let b = st.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.would_allow(Instant::now())
+    }
+
+    /// Current (connect, first byte, stall) timeouts for `addr`.
+    pub fn timeouts_for(&self, addr: SocketAddr) -> (Duration, Duration, Duration) {
+        self.shared.timeouts(&self.shared.state(addr))
+    }
+
+    fn record(&self, addr: SocketAddr, st: &PeerState, result: Result<(), &PeerError>) {
+        let now = Instant::now();
+        let mut b = st.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => b.success(),
+            Err(e) => {
+                self.metrics.peer_failure(e.kind());
+                match e {
+                    PeerError::NotCached | PeerError::BreakerOpen | PeerError::Busy => {}
+                    PeerError::Remote { .. } | PeerError::Status(_) => b.failure(now, false),
+                    other => b.failure(
+                        now,
+                        matches!(other, PeerError::Timeout(_) | PeerError::Stall(_)),
+                    ),
+                }
+            }
+        }
+        let open = i64::from(!b.would_allow(now));
+        self.metrics
+            .breaker_open
+            .get_or_create(&PeerLabels {
+                peer: addr.to_string(),
+            })
+            .set(open);
+    }
+
+    /// Sends `req` to the peer at `addr` (at `path`, e.g. `/peer/v1/stripe`)
+    /// and returns its frame stream once headers arrive, all within
+    /// `deadline`.
+    pub async fn open(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        req: &StripeRequest,
+        deadline: Instant,
+    ) -> Result<FrameStream, PeerError> {
+        let st = self.shared.state(addr);
+        let now = Instant::now();
+        let allowed = st
+            .breaker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(now);
+        if !allowed {
+            self.metrics.peer_failure("breaker_open");
+            return Err(PeerError::BreakerOpen);
+        }
+        let Ok(permit) = st.inflight.clone().try_acquire_owned() else {
+            self.record(addr, &st, Err(&PeerError::Busy));
+            return Err(PeerError::Busy);
+        };
+        let (connect, first_byte, stall) = self.shared.timeouts(&st);
+        let limit = (connect + first_byte).min(deadline.saturating_duration_since(now));
+        let result = self.request(addr, path, req, limit).await;
+        match result {
+            Ok(resp) => {
+                st.rtt
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sample(now.elapsed());
+                Ok(FrameStream {
+                    body: resp.into_body(),
+                    decoder: Decoder::default(),
+                    stall,
+                    state: st,
+                    addr,
+                    client: self.clone(),
+                    _permit: permit,
+                })
+            }
+            Err(e) => {
+                self.record(addr, &st, Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        req: &StripeRequest,
+        limit: Duration,
+    ) -> Result<http::Response<Incoming>, PeerError> {
+        let uri = format!("http://{addr}{path}?{}", req.to_query());
+        let mut builder = Request::get(&uri);
+        if let Some(t) = &self.token {
+            builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let request = builder
+            .body(Empty::new())
+            .map_err(|e| PeerError::Connect(format!("building request: {e}")))?;
+        let resp = match tokio::time::timeout(limit, self.client.request(request)).await {
+            Err(_) => return Err(PeerError::Timeout(limit)),
+            Ok(Err(e)) if e.is_connect() => {
+                let cause = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                return Err(PeerError::Connect(cause));
+            }
+            Ok(Err(e)) => return Err(PeerError::Broken(e.to_string())),
+            Ok(Ok(resp)) => resp,
+        };
+        match resp.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::ACCEPTED => Ok(resp),
+            StatusCode::NOT_FOUND if req.cached => Err(PeerError::NotCached),
+            s => Err(PeerError::Status(s.as_u16())),
+        }
+    }
+
+    /// Fires a request whose answer does not matter beyond its status
+    /// (replication hints).
+    pub async fn notify(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        req: &StripeRequest,
+    ) -> Result<(), PeerError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let stream = self.open(addr, path, req, deadline).await?;
+        stream.finish_ok();
+        Ok(())
+    }
+}
+
+impl FrameStream {
+    /// The next frame, within the stall timeout. `Ok(None)` only after an
+    /// end frame has been returned; a body that ends earlier is an error.
+    pub async fn next(&mut self) -> Result<Frame, PeerError> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(ProtoError::CorruptChunk) => {
+                    return Err(self.fail(PeerError::Corrupt("chunk checksum mismatch".into())));
+                }
+                Err(e) => return Err(self.fail(PeerError::Corrupt(e.to_string()))),
+            }
+            match tokio::time::timeout(self.stall, self.body.frame()).await {
+                Err(_) => return Err(self.fail(PeerError::Stall(self.stall))),
+                Ok(None) => {
+                    return Err(
+                        self.fail(PeerError::Broken("body ended before the end frame".into()))
+                    );
+                }
+                Ok(Some(Err(e))) => return Err(self.fail(PeerError::Broken(e.to_string()))),
+                Ok(Some(Ok(f))) => {
+                    if let Ok(data) = f.into_data() {
+                        self.decoder.push(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failure mid-stream against the peer and returns it.
+    pub fn fail(&self, e: PeerError) -> PeerError {
+        self.client.record(self.addr, &self.state, Err(&e));
+        e
+    }
+
+    /// Records a clean finish.
+    pub fn finish_ok(&self) {
+        self.client.record(self.addr, &self.state, Ok(()));
+    }
+
+    /// The peer's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}

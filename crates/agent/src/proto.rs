@@ -1,0 +1,564 @@
+//! The peer protocol's vocabulary: what a stripe is, how a request for one
+//! is encoded, and how its bytes are framed on the wire.
+//!
+//! A stripe request is `GET /peer/v1/stripe?<query>`; the response body is
+//! a sequence of frames, each `[kind u8][len u32 LE][payload]`:
+//!
+//! - `DATA`: a 16-byte BLAKE3 prefix of the chunk, then the chunk. The
+//!   receiver checks it before using a single byte, so a corrupted chunk is
+//!   never written, relayed or admitted.
+//! - `KEEPALIVE`: empty; sent while a hop waits on its own upstream, so a
+//!   silent peer can be told from a slow one.
+//! - `END`: the stripe length (u64 LE) and the stripe's BLAKE3, computed
+//!   where the stripe entered the cluster. Only after it may a receiver
+//!   admit the stripe.
+//! - `ERROR`: a fatal flag byte and a message; the sender gave up.
+//!
+//! A body that stops before `END` is a broken stream: the receiver resumes
+//! elsewhere from the bytes it has verified.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use shoal_placement::{Key, NodeId};
+use shoal_store::EntryKey;
+
+/// Bytes per data frame: a hop relays after this much has arrived.
+pub const CHUNK: usize = 256 * 1024;
+/// Largest frame payload accepted from a peer.
+const MAX_FRAME: usize = 4 * 1024 * 1024;
+/// Bytes of BLAKE3 carried with each chunk.
+const CHUNK_SUM: usize = 16;
+
+/// The content an object is identified by, and where its origin is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// The origin URL (http or https).
+    pub url: String,
+    /// Total size in bytes.
+    pub size: u64,
+    /// The origin's validator (ETag or Last-Modified), if any.
+    pub validator: Option<String>,
+    /// The expected digest of the whole object (`sha256:<64 hex>`), if the
+    /// caller gave one. When present it alone is the object's identity.
+    pub digest: Option<String>,
+}
+
+impl ObjectSpec {
+    /// The content identity: the digest when given, else URL, validator and
+    /// size together (so a changed object is a different object).
+    pub fn identity(&self) -> String {
+        match &self.digest {
+            Some(d) => d.clone(),
+            None => format!(
+                "{}\n{}\n{}",
+                self.url,
+                self.validator.as_deref().unwrap_or(""),
+                self.size
+            ),
+        }
+    }
+}
+
+/// One stripe of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StripeRef {
+    /// The object.
+    pub object: ObjectSpec,
+    /// The cluster's stripe size.
+    pub stripe_size: u64,
+    /// Which stripe.
+    pub index: u64,
+}
+
+impl StripeRef {
+    /// Byte range `[start, end)` of the object this stripe covers.
+    pub fn range(&self) -> (u64, u64) {
+        let start = self.index * self.stripe_size;
+        (start, (start + self.stripe_size).min(self.object.size))
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        let (s, e) = self.range();
+        e - s
+    }
+
+    /// Whether the stripe is empty (only for an empty object).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The placement key `K = H(identity, i)`.
+    pub fn key(&self) -> Key {
+        Key::for_stripe(self.object.identity().as_bytes(), self.index)
+    }
+
+    /// The store key: BLAKE3 of identity, stripe size and index.
+    pub fn entry_key(&self) -> EntryKey {
+        let mut h = blake3::Hasher::new();
+        h.update(self.object.identity().as_bytes());
+        h.update(&self.stripe_size.to_le_bytes());
+        h.update(&self.index.to_le_bytes());
+        EntryKey(*h.finalize().as_bytes())
+    }
+}
+
+/// Why a request or a frame was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtoError {
+    /// A query parameter is missing or malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The byte stream does not follow the framing.
+    #[error("bad frame: {0}")]
+    BadFrame(String),
+    /// A chunk's bytes do not match its checksum.
+    #[error("chunk checksum mismatch")]
+    CorruptChunk,
+}
+
+/// The query of a stripe request, as it arrives.
+#[derive(Debug, Default, Deserialize)]
+pub struct StripeQuery {
+    /// Origin URL.
+    pub url: String,
+    /// Object size.
+    pub size: u64,
+    /// Validator.
+    pub v: Option<String>,
+    /// Expected whole-object digest.
+    pub d: Option<String>,
+    /// Stripe size.
+    pub ss: u64,
+    /// Stripe index.
+    pub i: u64,
+    /// Remaining hops, comma-separated node ids.
+    #[serde(default)]
+    pub path: String,
+    /// Fallbacks, comma-separated node ids.
+    #[serde(default)]
+    pub fb: String,
+    /// First byte wanted, within the stripe.
+    #[serde(default)]
+    pub from: u64,
+    /// Milliseconds left before the caller gives up.
+    pub ttl: Option<u64>,
+    /// Only answer from the store; never fetch.
+    #[serde(default)]
+    pub cached: bool,
+    /// Relay mode: try only the first hop, never a fallback or the origin.
+    #[serde(default)]
+    pub relay: bool,
+}
+
+/// A validated stripe request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StripeRequest {
+    /// The stripe.
+    pub stripe: StripeRef,
+    /// Remaining hops.
+    pub path: Vec<NodeId>,
+    /// Stand-ins for the owner.
+    pub fallbacks: Vec<NodeId>,
+    /// First byte wanted.
+    pub from: u64,
+    /// Milliseconds left.
+    pub ttl_ms: u64,
+    /// Peek only.
+    pub cached: bool,
+    /// Relay only.
+    pub relay: bool,
+}
+
+/// Smallest and largest stripe sizes a peer accepts.
+pub const STRIPE_SIZES: (u64, u64) = (64 * 1024, 4 << 30);
+/// Largest object accepted (1 PiB).
+pub const MAX_OBJECT: u64 = 1 << 50;
+/// Longest deadline a request may carry (one hour).
+pub const MAX_TTL_MS: u64 = 3_600_000;
+
+fn bad(msg: impl Into<String>) -> ProtoError {
+    ProtoError::BadRequest(msg.into())
+}
+
+/// Checks an origin URL: http or https, no credentials, sane length.
+pub fn check_url(url: &str) -> Result<(), ProtoError> {
+    if url.len() > 4096 {
+        return Err(bad("url longer than 4096 bytes"));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("url must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad("url needs a host and must not carry credentials"));
+    }
+    if url.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(bad("url contains spaces or control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a digest: `sha256:` and 64 lowercase hex digits.
+pub fn check_digest(d: &str) -> Result<(), ProtoError> {
+    let hex = d
+        .strip_prefix("sha256:")
+        .ok_or_else(|| bad("digest must be sha256:<64 hex digits>"))?;
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad("digest must be sha256:<64 lowercase hex digits>"));
+    }
+    Ok(())
+}
+
+fn parse_ids(s: &str, max: usize, what: &str) -> Result<Vec<NodeId>, ProtoError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<NodeId> = s
+        .split(',')
+        .map(|h| {
+            (h.len() == 16)
+                .then(|| u64::from_str_radix(h, 16).ok())
+                .flatten()
+                .map(NodeId)
+                .ok_or_else(|| bad(format!("{what}: {h:?} is not a 16-digit hex node id")))
+        })
+        .collect::<Result<_, _>>()?;
+    if ids.len() > max {
+        return Err(bad(format!("{what}: at most {max} node ids")));
+    }
+    Ok(ids)
+}
+
+/// Joins node ids for a query.
+pub fn join_ids(ids: &[NodeId]) -> String {
+    ids.iter()
+        .map(|id| format!("{:016x}", id.0))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl StripeQuery {
+    /// Validates every field.
+    pub fn validate(self) -> Result<StripeRequest, ProtoError> {
+        check_url(&self.url)?;
+        if let Some(d) = &self.d {
+            check_digest(d)?;
+        }
+        if let Some(v) = &self.v
+            && (v.len() > 512 || v.chars().any(|c| c.is_control()))
+        {
+            return Err(bad("validator too long or has control characters"));
+        }
+        if self.size > MAX_OBJECT {
+            return Err(bad("object size above 1 PiB"));
+        }
+        if !(STRIPE_SIZES.0..=STRIPE_SIZES.1).contains(&self.ss) {
+            return Err(bad("stripe size must be between 64 KiB and 4 GiB"));
+        }
+        let stripes = self.size.div_ceil(self.ss).max(1);
+        if self.i >= stripes {
+            return Err(bad(format!(
+                "stripe {} of an object with {stripes}",
+                self.i
+            )));
+        }
+        let stripe = StripeRef {
+            object: ObjectSpec {
+                url: self.url,
+                size: self.size,
+                validator: self.v,
+                digest: self.d,
+            },
+            stripe_size: self.ss,
+            index: self.i,
+        };
+        if self.from > stripe.len() {
+            return Err(bad("from is past the end of the stripe"));
+        }
+        Ok(StripeRequest {
+            path: parse_ids(&self.path, 3, "path")?,
+            fallbacks: parse_ids(&self.fb, 64, "fb")?,
+            from: self.from,
+            ttl_ms: self.ttl.unwrap_or(60_000).min(MAX_TTL_MS),
+            cached: self.cached,
+            relay: self.relay,
+            stripe,
+        })
+    }
+}
+
+impl StripeRequest {
+    /// The query string that asks a peer for this request.
+    pub fn to_query(&self) -> String {
+        let o = &self.stripe.object;
+        let mut q = vec![
+            ("url", o.url.clone()),
+            ("size", o.size.to_string()),
+            ("ss", self.stripe.stripe_size.to_string()),
+            ("i", self.stripe.index.to_string()),
+            ("path", join_ids(&self.path)),
+            ("fb", join_ids(&self.fallbacks)),
+            ("from", self.from.to_string()),
+            ("ttl", self.ttl_ms.to_string()),
+        ];
+        if let Some(v) = &o.validator {
+            q.push(("v", v.clone()));
+        }
+        if let Some(d) = &o.digest {
+            q.push(("d", d.clone()));
+        }
+        if self.cached {
+            q.push(("cached", "true".into()));
+        }
+        if self.relay {
+            q.push(("relay", "true".into()));
+        }
+        q.iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~,".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One frame of a stripe response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Verified chunk bytes.
+    Data(Bytes),
+    /// Still working.
+    KeepAlive,
+    /// The stripe is complete: its length and BLAKE3.
+    End {
+        /// Stripe length.
+        len: u64,
+        /// BLAKE3 of the whole stripe.
+        checksum: [u8; 32],
+    },
+    /// The sender gave up; `fatal` means nobody else will do better (the
+    /// origin said no).
+    Error {
+        /// Whether retrying elsewhere is pointless.
+        fatal: bool,
+        /// Why.
+        message: String,
+    },
+}
+
+const DATA: u8 = 1;
+const KEEPALIVE: u8 = 2;
+const END: u8 = 3;
+const ERROR: u8 = 4;
+
+impl Frame {
+    /// Encodes the frame, computing a data chunk's checksum.
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        match self {
+            Frame::Data(d) => {
+                b.reserve(5 + CHUNK_SUM + d.len());
+                b.put_u8(DATA);
+                b.put_u32_le((CHUNK_SUM + d.len()) as u32);
+                b.put_slice(&blake3::hash(d).as_bytes()[..CHUNK_SUM]);
+                b.put_slice(d);
+            }
+            Frame::KeepAlive => {
+                b.put_u8(KEEPALIVE);
+                b.put_u32_le(0);
+            }
+            Frame::End { len, checksum } => {
+                b.put_u8(END);
+                b.put_u32_le(40);
+                b.put_u64_le(*len);
+                b.put_slice(checksum);
+            }
+            Frame::Error { fatal, message } => {
+                let m = &message.as_bytes()[..message.len().min(4096)];
+                b.put_u8(ERROR);
+                b.put_u32_le(1 + m.len() as u32);
+                b.put_u8(u8::from(*fatal));
+                b.put_slice(m);
+            }
+        }
+        b.freeze()
+    }
+}
+
+/// Reassembles frames from body chunks of any size.
+#[derive(Default)]
+pub struct Decoder {
+    buf: BytesMut,
+}
+
+impl Decoder {
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete frame, `None` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtoError> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        let kind = self.buf[0];
+        let len = u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(ProtoError::BadFrame(format!("frame of {len} bytes")));
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        self.buf.advance(5);
+        let mut payload = self.buf.split_to(len).freeze();
+        let frame = match kind {
+            DATA => {
+                if len < CHUNK_SUM {
+                    return Err(ProtoError::BadFrame("short data frame".into()));
+                }
+                let sum = payload.split_to(CHUNK_SUM);
+                if blake3::hash(&payload).as_bytes()[..CHUNK_SUM] != sum[..] {
+                    return Err(ProtoError::CorruptChunk);
+                }
+                Frame::Data(payload)
+            }
+            KEEPALIVE if len == 0 => Frame::KeepAlive,
+            END if len == 40 => {
+                let n = payload.get_u64_le();
+                let mut checksum = [0u8; 32];
+                checksum.copy_from_slice(&payload);
+                Frame::End { len: n, checksum }
+            }
+            ERROR if len >= 1 => Frame::Error {
+                fatal: payload[0] != 0,
+                message: String::from_utf8_lossy(&payload[1..]).into_owned(),
+            },
+            _ => {
+                return Err(ProtoError::BadFrame(format!(
+                    "kind {kind} with {len} bytes"
+                )));
+            }
+        };
+        Ok(Some(frame))
+    }
+
+    /// Bytes received but not yet framed.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(s: &str) -> Result<StripeRequest, ProtoError> {
+        let q: StripeQuery = serde_urlencoded_lite(s);
+        q.validate()
+    }
+
+    /// Builds a query from `k=v&...` without another dependency.
+    fn serde_urlencoded_lite(s: &str) -> StripeQuery {
+        let mut q = StripeQuery::default();
+        for kv in s.split('&') {
+            let (k, v) = kv.split_once('=').unwrap();
+            match k {
+                "url" => q.url = v.into(),
+                "size" => q.size = v.parse().unwrap(),
+                "ss" => q.ss = v.parse().unwrap(),
+                "i" => q.i = v.parse().unwrap(),
+                "d" => q.d = Some(v.into()),
+                "path" => q.path = v.into(),
+                "from" => q.from = v.parse().unwrap(),
+                _ => panic!("{k}"),
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn frames_round_trip_across_any_split() {
+        let frames = vec![
+            Frame::Data(Bytes::from(vec![7u8; 1000])),
+            Frame::KeepAlive,
+            Frame::Data(Bytes::from_static(b"x")),
+            Frame::End {
+                len: 1001,
+                checksum: [9; 32],
+            },
+            Frame::Error {
+                fatal: true,
+                message: "origin said 404".into(),
+            },
+        ];
+        let wire: Vec<u8> = frames.iter().flat_map(|f| f.encode().to_vec()).collect();
+        for step in [1, 3, 64, wire.len()] {
+            let mut d = Decoder::default();
+            let mut got = Vec::new();
+            for piece in wire.chunks(step) {
+                d.push(piece);
+                while let Some(f) = d.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, frames);
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_is_caught() {
+        let mut wire = Frame::Data(Bytes::from(vec![1u8; 100])).encode().to_vec();
+        wire[60] ^= 0x20;
+        let mut d = Decoder::default();
+        d.push(&wire);
+        assert_eq!(d.next_frame(), Err(ProtoError::CorruptChunk));
+        let mut d = Decoder::default();
+        d.push(&[9, 0, 0, 0, 0]);
+        assert!(matches!(d.next_frame(), Err(ProtoError::BadFrame(_))));
+        let mut d = Decoder::default();
+        d.push(&[1, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(matches!(d.next_frame(), Err(ProtoError::BadFrame(_))));
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        let ok = "url=http://o/x&size=1000000&ss=262144&i=3";
+        let r = query(ok).unwrap();
+        assert_eq!(r.stripe.range(), (786_432, 1_000_000));
+        assert!(query("url=file:///etc/passwd&size=10&ss=262144&i=0").is_err());
+        assert!(query("url=http://u:p@o/x&size=10&ss=262144&i=0").is_err());
+        assert!(query("url=http://o/x&size=10&ss=1&i=0").is_err());
+        assert!(query("url=http://o/x&size=1000000&ss=262144&i=4").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&from=11").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&d=sha256:../../x").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&path=zz").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&path=0000000000000001").is_ok());
+    }
+
+    #[test]
+    fn queries_survive_encoding() {
+        let r = query("url=http://o/a&size=5000000&ss=1048576&i=2&from=7").unwrap();
+        let back = r.to_query();
+        assert!(back.contains("url=http%3A%2F%2Fo%2Fa"));
+        assert!(back.contains("from=7"));
+    }
+}

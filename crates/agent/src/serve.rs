@@ -1,0 +1,462 @@
+//! `serve(K, path, fallbacks)`: a hit is served from the store, a stripe in
+//! flight here is joined, the owner (or its stand-in) fetches from the
+//! origin, and anything else is forwarded along the path. Bytes go to the
+//! caller and into the store at once, chunk by chunk.
+
+use crate::flight::{Flight, pump_flight, pump_lease};
+use crate::metrics::Source;
+use crate::node::Node;
+use crate::peer::PeerError;
+use crate::proto::{CHUNK, Frame, StripeRequest};
+use bytes::{Bytes, BytesMut};
+use shoal_placement::NodeId;
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+mod plan;
+use plan::{Attempt, plan};
+
+/// The peer-protocol path of stripe requests.
+pub const STRIPE_PATH: &str = "/peer/v1/stripe";
+/// The peer-protocol path of replication hints.
+pub const REPLICATE_PATH: &str = "/peer/v1/replicate";
+
+/// Why a stripe could not even start being served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A peek, and the stripe is not in the store.
+    #[error("not cached")]
+    NotCached,
+    /// Local trouble (a blocking task failed).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Why filling a stripe failed.
+#[derive(Debug)]
+struct FillError {
+    fatal: bool,
+    message: String,
+}
+
+fn retryable(message: impl Into<String>) -> FillError {
+    FillError {
+        fatal: false,
+        message: message.into(),
+    }
+}
+
+impl Node {
+    /// Starts serving `req`: returns a channel of frames from `req.from` to
+    /// the end of the stripe. `local` marks a request from this node's own
+    /// client, which may fall back to the origin when every peer fails.
+    pub async fn open_stripe(
+        self: &Arc<Self>,
+        req: StripeRequest,
+        local: bool,
+    ) -> Result<mpsc::Receiver<Frame>, ServeError> {
+        let key = req.stripe.entry_key();
+        let (tx, rx) = mpsc::channel(2);
+        if self.store.contains(&key) {
+            let store = self.store.clone();
+            let lease = tokio::task::spawn_blocking(move || store.get(&key))
+                .await
+                .map_err(|e| ServeError::Internal(e.to_string()))?;
+            match lease {
+                Ok(Some(lease)) => {
+                    self.metrics
+                        .served(Source::Store, lease.len.saturating_sub(req.from));
+                    let store = self.store.clone();
+                    let on_corrupt = move || {
+                        tracing::error!(
+                            key = hex::encode(key.0),
+                            "stored stripe is corrupt; removing it"
+                        );
+                        let _ = store.remove(&key);
+                    };
+                    tokio::spawn(pump_lease(lease, req.from, tx, on_corrupt));
+                    return Ok(rx);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("store read failed, fetching instead: {e}"),
+            }
+        }
+        if req.cached {
+            return Err(ServeError::NotCached);
+        }
+        let (flight, joined) = {
+            let mut flights = self.flights();
+            match flights.get(&key) {
+                Some(f) => (f.clone(), true),
+                None => {
+                    let f = Flight::new(req.stripe.len());
+                    flights.insert(key, f.clone());
+                    (f, false)
+                }
+            }
+        };
+        if joined {
+            self.metrics.singleflight_joins.inc();
+        } else {
+            tokio::spawn(run_flight(self.clone(), flight.clone(), req.clone(), local));
+        }
+        tokio::spawn(pump_flight(flight, req.from, tx));
+        Ok(rx)
+    }
+}
+
+/// Fills one flight, publishes the outcome, and leaves the flights map.
+async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, local: bool) {
+    let key = req.stripe.entry_key();
+    let started = Instant::now();
+    match fill(&node, &flight, &req, local).await {
+        Ok((checksum, from_origin)) => {
+            flight.done(checksum);
+            node.metrics
+                .fetch_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if from_origin {
+                replicate(&node, &req);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(stripe = req.stripe.index, "fetch failed: {}", e.message);
+            flight.fail(e.fatal, e.message);
+        }
+    }
+    node.refresh_store_metrics();
+    node.flights().remove(&key);
+}
+
+/// The flight's file and running hash.
+struct Writer {
+    file: Arc<File>,
+    written: u64,
+    hasher: Option<blake3::Hasher>,
+    buf: BytesMut,
+}
+
+impl Writer {
+    /// Appends verified bytes, flushing whole chunks to disk.
+    async fn push(&mut self, flight: &Flight, bytes: &[u8]) -> Result<(), FillError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK {
+            self.flush(flight).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes accepted, written or buffered.
+    fn accepted(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    /// Writes what is buffered and publishes progress.
+    async fn flush(&mut self, flight: &Flight) -> Result<(), FillError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let bytes: Bytes = self.buf.split().freeze();
+        let (file, pos, hasher) = (self.file.clone(), self.written, self.hasher.take());
+        let n = bytes.len() as u64;
+        let hasher = tokio::task::spawn_blocking(move || {
+            file.write_all_at(&bytes, pos)?;
+            let mut h = hasher.unwrap_or_default();
+            h.update(&bytes);
+            Ok::<_, std::io::Error>(h)
+        })
+        .await
+        .map_err(|e| retryable(e.to_string()))?
+        .map_err(|e| retryable(format!("writing stripe: {e}")))?;
+        self.hasher = Some(hasher);
+        self.written += n;
+        flight.progress(self.written);
+        Ok(())
+    }
+
+    fn checksum(&self) -> [u8; 32] {
+        *self
+            .hasher
+            .clone()
+            .unwrap_or_default()
+            .finalize()
+            .as_bytes()
+    }
+}
+
+async fn fill(
+    node: &Arc<Node>,
+    flight: &Flight,
+    req: &StripeRequest,
+    local: bool,
+) -> Result<([u8; 32], bool), FillError> {
+    let (key, len) = (req.stripe.entry_key(), req.stripe.len());
+    let store = node.store.clone();
+    let pending = tokio::task::spawn_blocking(move || {
+        store.reserve(key, len).or_else(|e| {
+            tracing::info!("not caching stripe ({e}); relaying it through scratch space");
+            store.scratch(key, len)
+        })
+    })
+    .await
+    .map_err(|e| retryable(e.to_string()))?
+    .map_err(|e| retryable(format!("no space to relay the stripe: {e}")))?;
+    let clone = |f: &File| f.try_clone().map_err(|e| retryable(e.to_string()));
+    flight.start(clone(pending.file())?);
+    let mut w = Writer {
+        file: Arc::new(clone(pending.file())?),
+        written: 0,
+        hasher: None,
+        buf: BytesMut::new(),
+    };
+    let deadline = Instant::now() + Duration::from_millis(req.ttl_ms);
+    let claimed = fetch(node, flight, req, &mut w, deadline, local).await?;
+    w.flush(flight).await?;
+    let ours = w.checksum();
+    let from_origin = claimed.is_none();
+    if let Some(theirs) = claimed
+        && theirs != ours
+    {
+        return Err(retryable("stripe checksum mismatch"));
+    }
+    if pending.is_reserved() {
+        let store = node.store.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || store.commit(pending, shoal_store::Checksum(ours)))
+                .await;
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("stripe verified but not admitted: {e}"),
+            Err(e) => tracing::warn!("stripe verified but not admitted: {e}"),
+        }
+    }
+    Ok((ours, from_origin))
+}
+
+/// Runs the plan until the stripe is complete. Returns the checksum the
+/// source claimed, or `None` when the bytes came from the origin (this
+/// node is where the stripe entered the cluster).
+async fn fetch(
+    node: &Arc<Node>,
+    flight: &Flight,
+    req: &StripeRequest,
+    w: &mut Writer,
+    deadline: Instant,
+    local: bool,
+) -> Result<Option<[u8; 32]>, FillError> {
+    let m = node.membership.load_full();
+    let mut unreachable: HashSet<NodeId> = HashSet::new();
+    let mut last = String::from("no candidate to fetch from");
+    for attempt in plan(node.id, req, local) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(retryable(format!("deadline passed; last error: {last}")));
+        }
+        let Attempt::Peer {
+            target,
+            path,
+            fallbacks,
+            relay,
+            peek,
+            relay_for,
+        } = attempt
+        else {
+            match origin_fill(node, flight, req, w, deadline).await {
+                Ok(()) => return Ok(None),
+                Err(e) if e.fatal => return Err(e),
+                Err(e) => {
+                    last = e.message;
+                    continue;
+                }
+            }
+        };
+        if relay_for.is_some_and(|hop| !unreachable.contains(&hop)) {
+            continue; // the direct attempt did not fail for want of a link
+        }
+        let Some(&addr) = m.addrs.get(&target) else {
+            continue;
+        };
+        if target == node.id || !m.view.is_alive(target) {
+            continue;
+        }
+        let sub = StripeRequest {
+            stripe: req.stripe.clone(),
+            path,
+            fallbacks,
+            from: w.accepted(),
+            ttl_ms: left.as_millis() as u64,
+            cached: peek,
+            relay,
+        };
+        match peer_fill(node, flight, addr, &sub, w, deadline).await {
+            Ok(sum) => return Ok(Some(sum)),
+            Err(PeerError::Remote {
+                fatal: true,
+                message,
+            }) => {
+                return Err(FillError {
+                    fatal: true,
+                    message,
+                });
+            }
+            Err(e) => {
+                if e.unreachable() || e == PeerError::BreakerOpen {
+                    unreachable.insert(target);
+                }
+                tracing::debug!(peer = %addr, "attempt failed: {e}");
+                last = format!("{addr}: {e}");
+            }
+        }
+    }
+    Err(retryable(format!("every candidate failed; last: {last}")))
+}
+
+async fn peer_fill(
+    node: &Arc<Node>,
+    flight: &Flight,
+    addr: std::net::SocketAddr,
+    sub: &StripeRequest,
+    w: &mut Writer,
+    deadline: Instant,
+) -> Result<[u8; 32], PeerError> {
+    let mut stream = node.peers.open(addr, STRIPE_PATH, sub, deadline).await?;
+    let len = sub.stripe.len();
+    loop {
+        match stream.next().await? {
+            Frame::Data(d) => {
+                if w.accepted() + d.len() as u64 > len {
+                    return Err(stream.fail(PeerError::Corrupt(
+                        "more bytes than the stripe holds".into(),
+                    )));
+                }
+                node.metrics.served(Source::Peer, d.len() as u64);
+                w.push(flight, &d)
+                    .await
+                    .map_err(|e| PeerError::Broken(e.message))?;
+            }
+            Frame::KeepAlive => {}
+            Frame::End { len: n, checksum } => {
+                if n != len || w.accepted() != len {
+                    return Err(stream.fail(PeerError::Broken(format!(
+                        "end after {} of {len} bytes",
+                        w.accepted()
+                    ))));
+                }
+                stream.finish_ok();
+                return Ok(checksum);
+            }
+            Frame::Error { fatal, message } => {
+                return Err(stream.fail(PeerError::Remote { fatal, message }));
+            }
+        }
+    }
+}
+
+/// Reads the rest of the stripe from the origin, retrying transient errors
+/// with backoff while the deadline allows.
+async fn origin_fill(
+    node: &Arc<Node>,
+    flight: &Flight,
+    req: &StripeRequest,
+    w: &mut Writer,
+    deadline: Instant,
+) -> Result<(), FillError> {
+    let (start, end) = req.stripe.range();
+    let mut backoff = Duration::from_millis(200);
+    for attempt in 0..4 {
+        let from = start + w.accepted();
+        if from >= end {
+            return Ok(());
+        }
+        let err = match node.origin.range(&req.stripe.object, from, end).await {
+            Ok(mut body) => loop {
+                match body.chunk().await {
+                    Ok(Some(b)) => {
+                        if w.accepted() + b.len() as u64 > end - start {
+                            return Err(FillError {
+                                fatal: true,
+                                message: "origin sent more bytes than asked".into(),
+                            });
+                        }
+                        node.metrics.served(Source::Origin, b.len() as u64);
+                        w.push(flight, &b).await?;
+                    }
+                    Ok(None) if start + w.accepted() == end => return Ok(()),
+                    Ok(None) => {
+                        break crate::origin::OriginError::Transport(
+                            "origin body ended early".into(),
+                        );
+                    }
+                    Err(e) => break e,
+                }
+            },
+            Err(e) => e,
+        };
+        if !err.transient() {
+            return Err(FillError {
+                fatal: true,
+                message: err.to_string(),
+            });
+        }
+        tracing::warn!(attempt, "origin: {err}");
+        if Instant::now() + backoff >= deadline {
+            return Err(retryable(err.to_string()));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    Err(retryable("origin kept failing"))
+}
+
+/// Pushes a stripe fresh from the origin to the first successors, so that
+/// `min_copies` nodes hold it.
+fn replicate(node: &Arc<Node>, req: &StripeRequest) {
+    let want = node.cfg.config.min_copies.saturating_sub(1);
+    if want == 0 {
+        return;
+    }
+    let m = node.membership.load_full();
+    let key = req.stripe.key();
+    let targets: Vec<_> = m
+        .view
+        .successors(key, want + 1)
+        .into_iter()
+        .filter(|&s| s != node.id)
+        .take(want)
+        .filter_map(|s| m.addrs.get(&s).copied())
+        .collect();
+    for addr in targets {
+        let hint = StripeRequest {
+            stripe: req.stripe.clone(),
+            path: vec![node.id],
+            fallbacks: Vec::new(),
+            from: 0,
+            ttl_ms: node.cfg.config.timeouts.deadline_ms,
+            cached: false,
+            relay: true,
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node.peers.notify(addr, REPLICATE_PATH, &hint).await {
+                tracing::debug!(peer = %addr, "replication hint failed: {e}");
+            }
+        });
+    }
+}
+
+/// Fetches a stripe into this node's store at a peer's suggestion,
+/// discarding the bytes (the flight caches them).
+pub async fn pull_replica(node: Arc<Node>, req: StripeRequest) {
+    if node.store.contains(&req.stripe.entry_key()) {
+        return;
+    }
+    match node.open_stripe(req, false).await {
+        Ok(mut rx) => while rx.recv().await.is_some() {},
+        Err(e) => tracing::debug!("replica pull: {e}"),
+    }
+}

@@ -1,0 +1,229 @@
+//! The agent's HTTP surfaces: the peer protocol (token-protected, bounded
+//! inbound concurrency) and the local API for this node's clients, both
+//! with /metrics, /healthz and /readyz.
+
+use crate::node::Node;
+use crate::object::{ByteRange, ObjectError, open_object};
+use crate::proto::{Frame, StripeQuery};
+use crate::serve::{REPLICATE_PATH, STRIPE_PATH, ServeError, pull_replica};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    node: Arc<Node>,
+    inbound: Arc<Semaphore>,
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = format!("{{\"error\":{:?}}}\n", message.into());
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The peer-protocol router.
+pub fn peer_router(node: Arc<Node>) -> Router {
+    let state = AppState {
+        inbound: Arc::new(Semaphore::new(node.cfg.config.inbound_limit)),
+        node,
+    };
+    let peer = Router::new()
+        .route(STRIPE_PATH, get(stripe))
+        .route(REPLICATE_PATH, get(replicate).post(replicate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    peer.merge(health()).with_state(state)
+}
+
+/// The local API router.
+pub fn api_router(node: Arc<Node>) -> Router {
+    let state = AppState {
+        inbound: Arc::new(Semaphore::new(node.cfg.config.inbound_limit)),
+        node,
+    };
+    Router::new()
+        .route("/v1/object", get(object))
+        .merge(health())
+        .with_state(state)
+}
+
+fn health() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+}
+
+/// Constant-time comparison, so a token cannot be guessed byte by byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.node.cfg.token {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| same(p.as_bytes(), token.as_bytes())) {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong cluster token");
+        }
+    }
+    next.run(req).await
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    s.node.refresh_store_metrics();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.node.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Frames from a channel as a response body, holding `permit` until done.
+fn frame_body(rx: mpsc::Receiver<Frame>, permit: OwnedSemaphorePermit) -> Body {
+    let s = stream::unfold((rx, permit), |(mut rx, permit)| async move {
+        let frame = rx.recv().await?;
+        Some((Ok::<Bytes, std::io::Error>(frame.encode()), (rx, permit)))
+    });
+    Body::from_stream(s)
+}
+
+async fn stripe(
+    State(s): State<AppState>,
+    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(permit) = s.inbound.clone().try_acquire_owned() else {
+        s.node.metrics.inbound_rejected.inc();
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy");
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let req = match query {
+        Ok(Query(q)) => match q.validate() {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match s.node.open_stripe(req, false).await {
+        Ok(rx) => (
+            [(header::CONTENT_TYPE, "application/x-shoal-stripe")],
+            frame_body(rx, permit),
+        )
+            .into_response(),
+        Err(ServeError::NotCached) => error(StatusCode::NOT_FOUND, "not cached"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn replicate(
+    State(s): State<AppState>,
+    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let req = match query
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| q.validate().map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if req.path.len() != 1 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a replication hint names its source as the only hop",
+        );
+    }
+    tokio::spawn(pull_replica(s.node.clone(), req));
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// Query of `GET /v1/object`.
+#[derive(Debug, Deserialize)]
+pub struct ObjectQuery {
+    /// The origin URL.
+    pub url: String,
+    /// Expected `sha256:` digest of the whole object.
+    pub digest: Option<String>,
+}
+
+async fn object(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ObjectQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let range = match headers
+        .get(header::RANGE)
+        .map(|v| v.to_str().ok().and_then(ByteRange::parse))
+    {
+        None => None,
+        Some(Some(r)) => Some(r),
+        Some(None) => {
+            return error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "only one bytes=a-b range is supported",
+            );
+        }
+    };
+    let read = match open_object(&s.node, &q.url, q.digest, range).await {
+        Ok(r) => r,
+        Err(ObjectError::Bad(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ ObjectError::Range { .. }) => {
+            let mut r = error(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string());
+            if let ObjectError::Range { size } = e
+                && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+            {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+        Err(ObjectError::Origin(e)) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    let status = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_LENGTH, read.end - read.start)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes");
+    if range.is_some() {
+        builder = builder.header(
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                read.start,
+                read.end.saturating_sub(1),
+                read.spec.size
+            ),
+        );
+    }
+    let body = stream::unfold(read.body, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
+    });
+    builder
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}

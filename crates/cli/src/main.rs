@@ -1,0 +1,165 @@
+//! `shoal`: the command line. `shoal agent` runs a node's agent;
+//! `shoal get` fetches an object through the local agent.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use shoal_agent::AgentConfig;
+use shoal_agent::config::PeerConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+mod get;
+
+/// shoal: a peer-to-peer, content-addressed pull-through cache.
+#[derive(Parser)]
+#[command(name = "shoal", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run this node's agent (settings: file, then SHOAL_* variables, then
+    /// flags; flags win).
+    Agent(Box<AgentArgs>),
+    /// Fetch an object through the local agent.
+    Get(get::GetArgs),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// TOML settings file.
+    #[arg(long, short, env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long, env = "SHOAL_NAME")]
+    name: Option<String>,
+    /// Peer protocol address (default 0.0.0.0:7420).
+    #[arg(long, env = "SHOAL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address peers reach this node at (default: --listen).
+    #[arg(long, env = "SHOAL_ADVERTISE")]
+    advertise: Option<SocketAddr>,
+    /// Local API address for `shoal get` (default 127.0.0.1:7421).
+    #[arg(long, env = "SHOAL_API_LISTEN")]
+    api_listen: Option<SocketAddr>,
+    /// Data directory (default /var/lib/shoal).
+    #[arg(long, env = "SHOAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Store budget: bytes like 50GiB, or a share like 10% (the default).
+    #[arg(long, env = "SHOAL_STORE_BUDGET")]
+    store_budget: Option<String>,
+    /// Stripe size, the same on every node (default 64MiB).
+    #[arg(long, env = "SHOAL_STRIPE_SIZE")]
+    stripe_size: Option<String>,
+    /// Copies kept of a stripe fetched from the origin (default 2).
+    #[arg(long, env = "SHOAL_MIN_COPIES")]
+    min_copies: Option<usize>,
+    /// Cluster token that peers must present.
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the cluster token.
+    #[arg(long, env = "SHOAL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Topology labels, widest first: zone,row,rack.
+    #[arg(long, env = "SHOAL_LABELS", value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// A static peer, NAME=ADDR[/label/label...]; repeat for each.
+    #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+}
+
+fn parse_peer(s: &str) -> Result<PeerConfig> {
+    let (name, rest) = s
+        .split_once('=')
+        .with_context(|| format!("peer {s:?}: expected NAME=ADDR"))?;
+    let mut parts = rest.split('/');
+    let addr = parts
+        .next()
+        .unwrap_or("")
+        .parse()
+        .with_context(|| format!("peer {s:?}: bad address"))?;
+    if name.is_empty() {
+        bail!("peer {s:?}: empty name");
+    }
+    Ok(PeerConfig {
+        name: name.to_owned(),
+        addr,
+        labels: parts.map(str::to_owned).collect(),
+    })
+}
+
+impl AgentArgs {
+    fn settings(self) -> Result<AgentConfig> {
+        let mut c = match &self.config {
+            Some(path) => AgentConfig::from_file(path)?,
+            None => AgentConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        set!(
+            name,
+            listen,
+            api_listen,
+            data_dir,
+            store_budget,
+            stripe_size,
+            min_copies,
+            labels
+        );
+        if self.advertise.is_some() {
+            c.advertise = self.advertise;
+        }
+        if self.token.is_some() {
+            c.token = self.token;
+        }
+        if self.token_file.is_some() {
+            c.token_file = self.token_file;
+        }
+        if !self.peers.is_empty() {
+            c.peers = self
+                .peers
+                .iter()
+                .map(|p| parse_peer(p))
+                .collect::<Result<_>>()?;
+        }
+        Ok(c)
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop the agent with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().cmd {
+        Cmd::Agent(args) => {
+            let cfg = args.settings()?.resolve()?;
+            shoal_agent::run(cfg, shutdown_signal()).await?;
+            Ok(())
+        }
+        Cmd::Get(args) => get::run(args).await,
+    }
+}

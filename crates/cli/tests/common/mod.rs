@@ -1,0 +1,355 @@
+//! Real processes for end-to-end tests: nginx as the origin, `shoal agent`
+//! processes on loopback, `shoal get` as a client. Everything is killed and
+//! removed when its handle drops.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "test-cluster-token";
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Random bytes from a seeded generator.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// nginx serving files from a folder, logging every request's range and
+/// body bytes.
+pub struct Nginx {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Nginx {
+    pub fn start() -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let root = dir.path().join("www");
+        fs::create_dir_all(&root).unwrap();
+        let conf = format!(
+            r#"
+user root;
+master_process off;
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    log_format ranges '$request_method $uri "$http_range" $status $body_bytes_sent';
+    access_log {d}/access.log ranges;
+    client_body_temp_path {d}/tmp;
+    proxy_temp_path {d}/tmp;
+    fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp;
+    scgi_temp_path {d}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"#,
+            d = dir.path().display(),
+            root = root.display(),
+        );
+        fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/test installs it)");
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "nginx");
+        Nginx { dir, port, child }
+    }
+
+    /// Publishes `bytes` as `/name` and returns its URL.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> String {
+        fs::File::create(self.dir.path().join("www").join(name))
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// `(method, uri, range, status, body bytes)` of every request so far.
+    pub fn log(&self) -> Vec<(String, String, String, u16, u64)> {
+        let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (method, rest) = l.split_once(' ')?;
+                let (uri, rest) = rest.split_once(' ')?;
+                let (range, rest) = rest.strip_prefix('"')?.split_once("\" ")?;
+                let (status, bytes) = rest.split_once(' ')?;
+                Some((
+                    method.into(),
+                    uri.into(),
+                    range.into(),
+                    status.parse().ok()?,
+                    bytes.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Body bytes served for `uri` by GET requests.
+    pub fn bytes_served(&self, uri: &str) -> u64 {
+        self.log()
+            .iter()
+            .filter(|r| r.0 == "GET" && r.1 == uri)
+            .map(|r| r.4)
+            .sum()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `shoal agent` process.
+pub struct Agent {
+    pub name: String,
+    pub port: u16,
+    pub api: u16,
+    pub data: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+fn shoal() -> &'static str {
+    env!("CARGO_BIN_EXE_shoal")
+}
+
+impl Agent {
+    pub fn peer_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().map_or(0, |c| c.id() as i32))
+    }
+
+    /// (Re)starts the process with its arguments and waits for it.
+    pub fn start(&mut self) {
+        let log = fs::File::create(self.data.with_extension("log")).unwrap();
+        let child = Command::new(shoal())
+            .arg("agent")
+            .args(&self.args)
+            .env("SHOAL_LOG", "info,shoal_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], self.api)), &self.name);
+        wait_listening(self.peer_addr(), &self.name);
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let _ = c.wait();
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Bytes of stripe files in the store.
+    pub fn store_bytes(&self) -> u64 {
+        dir_bytes(&self.data.join("data"))
+    }
+
+    /// Every stripe file: (path, the checksum its name claims).
+    pub fn stripes(&self) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let Ok(shards) = fs::read_dir(self.data.join("data")) else {
+            return out;
+        };
+        for shard in shards.flatten() {
+            for f in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if let Some((_, sum)) = name.split_once('.') {
+                    out.push((f.path(), sum.to_owned()));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_ref() {
+            // A stopped process cannot die until continued.
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            }
+        })
+        .sum()
+}
+
+/// A cluster of agents on loopback that know each other statically.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub agents: Vec<Agent>,
+}
+
+impl Cluster {
+    /// `n` agents; `peer_addr(i)` lets a test put a proxy in front of one.
+    pub fn new(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::with_addrs(n, extra, |_, a| a)
+    }
+
+    pub fn with_addrs(
+        n: usize,
+        extra: &[&str],
+        addr_of: impl Fn(usize, SocketAddr) -> SocketAddr,
+    ) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let mut agents = Vec::new();
+        for (i, &(port, api)) in ports.iter().enumerate() {
+            let data = dir.path().join(format!("n{i}"));
+            let mut args: Vec<String> = vec![
+                "--name".into(),
+                format!("n{i}"),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--api-listen".into(),
+                format!("127.0.0.1:{api}"),
+                "--data-dir".into(),
+                data.display().to_string(),
+                "--token".into(),
+                TOKEN.into(),
+                "--labels".into(),
+                format!("row-0,rack-{}", i % 2),
+            ];
+            for (j, &(p, _)) in ports.iter().enumerate() {
+                if j != i {
+                    let addr = addr_of(j, SocketAddr::from(([127, 0, 0, 1], p)));
+                    args.push("--peer".into());
+                    args.push(format!("n{j}={addr}/row-0/rack-{}", j % 2));
+                }
+            }
+            args.extend(extra.iter().map(|s| s.to_string()));
+            agents.push(Agent {
+                name: format!("n{i}"),
+                port,
+                api,
+                data,
+                args,
+                child: None,
+            });
+        }
+        for a in &mut agents {
+            a.start();
+        }
+        Cluster { dir, agents }
+    }
+
+    /// Starts `shoal get` of `url` through agent `i` into a file.
+    pub fn spawn_get(&self, i: usize, url: &str, digest: Option<&str>) -> (Child, PathBuf) {
+        let out = self.dir.path().join(format!("get-{i}-{}.out", free_port()));
+        let mut cmd = Command::new(shoal());
+        cmd.args(["get", url, "--agent", &self.agents[i].api_url(), "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(d) = digest {
+            cmd.args(["--digest", d]);
+        }
+        (cmd.spawn().unwrap(), out)
+    }
+}
+
+/// Waits for a `shoal get` and returns (success, stderr).
+pub fn finish(child: Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SHA-256 of a file's contents.
+pub fn file_sha256(path: &Path) -> String {
+    sha256(&fs::read(path).unwrap_or_default())
+}
