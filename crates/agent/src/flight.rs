@@ -49,15 +49,18 @@ pub enum FlightState {
 pub struct Flight {
     file: OnceLock<Arc<File>>,
     len: u64,
+    rank: u8,
     state: watch::Sender<FlightState>,
 }
 
 impl Flight {
-    /// A flight for a stripe of `len` bytes.
-    pub fn new(len: u64) -> Arc<Flight> {
+    /// A flight for a stripe of `len` bytes, of the given rank (see
+    /// [`crate::proto::StripeRequest::rank`]).
+    pub fn new(len: u64, rank: u8) -> Arc<Flight> {
         Arc::new(Flight {
             file: OnceLock::new(),
             len,
+            rank,
             state: watch::Sender::new(FlightState::Starting),
         })
     }
@@ -82,6 +85,11 @@ impl Flight {
     pub fn fail(&self, fatal: bool, message: String) {
         self.state
             .send_replace(FlightState::Failed { fatal, message });
+    }
+
+    /// Its rank: requests of a higher rank may join it.
+    pub fn rank(&self) -> u8 {
+        self.rank
     }
 
     /// The stripe's length.

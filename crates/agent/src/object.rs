@@ -136,6 +136,7 @@ fn request(node: &Node, spec: &ObjectSpec, index: u64, from: u64) -> StripeReque
         ttl_ms: node.cfg.config.timeouts.deadline_ms,
         cached: false,
         relay: false,
+        rank: crate::proto::LOCAL_RANK,
     }
 }
 
@@ -170,6 +171,7 @@ async fn stream_object(
                 }
                 None => return,
             };
+            tracing::debug!(stripe = i, "object: streaming stripe");
             let stripe_end = ((i + 1) * ss).min(end);
             let mut pos = if i == first { start } else { i * ss };
             let mut rx = rx;

@@ -149,6 +149,8 @@ pub struct StripeQuery {
     /// Relay mode: try only the first hop, never a fallback or the origin.
     #[serde(default)]
     pub relay: bool,
+    /// The rank of the requester's flight (see [`StripeRequest::rank`]).
+    pub rank: Option<u8>,
 }
 
 /// A validated stripe request.
@@ -168,7 +170,17 @@ pub struct StripeRequest {
     pub cached: bool,
     /// Relay only.
     pub relay: bool,
+    /// The rank of the flight that sent this request ([`LOCAL_RANK`] for a
+    /// node's own client). A node joins its own flight for the stripe only
+    /// if that flight's rank is lower, and a flight it starts gets a lower
+    /// rank than the requester's. Ranks fall strictly along every chain of
+    /// flights waiting on flights, so two nodes can never wait on each
+    /// other, even when their paths cross in opposite directions.
+    pub rank: u8,
 }
+
+/// The rank of requests from a node's own client: above every flight.
+pub const LOCAL_RANK: u8 = u8::MAX;
 
 /// Smallest and largest stripe sizes a peer accepts.
 pub const STRIPE_SIZES: (u64, u64) = (64 * 1024, 4 << 30);
@@ -288,6 +300,7 @@ impl StripeQuery {
             ttl_ms: self.ttl.unwrap_or(60_000).min(MAX_TTL_MS),
             cached: self.cached,
             relay: self.relay,
+            rank: self.rank.unwrap_or(0),
             stripe,
         })
     }
@@ -306,6 +319,7 @@ impl StripeRequest {
             ("fb", join_ids(&self.fallbacks)),
             ("from", self.from.to_string()),
             ("ttl", self.ttl_ms.to_string()),
+            ("rank", self.rank.to_string()),
         ];
         if let Some(v) = &o.validator {
             q.push(("v", v.clone()));

@@ -89,12 +89,16 @@ impl Node {
         if req.cached {
             return Err(ServeError::NotCached);
         }
+        // A new flight ranks below its requester (and no higher than its
+        // path is long); an existing one may be joined only from above.
+        let rank = (req.path.len() as u8).min(req.rank.saturating_sub(1));
         let (flight, joined) = {
             let mut flights = self.flights();
             match flights.get(&key) {
-                Some(f) => (f.clone(), true),
+                Some(f) if f.rank() < req.rank => (f.clone(), true),
+                Some(_) => (Flight::new(req.stripe.len(), rank), false),
                 None => {
-                    let f = Flight::new(req.stripe.len());
+                    let f = Flight::new(req.stripe.len(), rank);
                     flights.insert(key, f.clone());
                     (f, false)
                 }
@@ -114,8 +118,10 @@ impl Node {
 async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, local: bool) {
     let key = req.stripe.entry_key();
     let started = Instant::now();
+    tracing::debug!(stripe = req.stripe.index, path = ?req.path, fallbacks = ?req.fallbacks, local, "flight: start");
     match fill(&node, &flight, &req, local).await {
         Ok((checksum, from_origin)) => {
+            tracing::debug!(stripe = req.stripe.index, from_origin, "flight: done");
             flight.done(checksum);
             node.metrics
                 .fetch_seconds
@@ -130,7 +136,10 @@ async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, lo
         }
     }
     node.refresh_store_metrics();
-    node.flights().remove(&key);
+    let mut flights = node.flights();
+    if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+        flights.remove(&key);
+    }
 }
 
 /// The flight's file and running hash.
@@ -292,6 +301,7 @@ async fn fetch(
             ttl_ms: left.as_millis() as u64,
             cached: peek,
             relay,
+            rank: flight.rank(),
         };
         match peer_fill(node, flight, addr, &sub, w, deadline).await {
             Ok(sum) => return Ok(Some(sum)),
@@ -327,6 +337,9 @@ async fn peer_fill(
     let mut stream = node.peers.open(addr, STRIPE_PATH, sub, deadline).await?;
     let len = sub.stripe.len();
     loop {
+        if Instant::now() >= deadline {
+            return Err(stream.fail(PeerError::Broken("deadline passed mid-stripe".into())));
+        }
         match stream.next().await? {
             Frame::Data(d) => {
                 if w.accepted() + d.len() as u64 > len {
@@ -439,6 +452,7 @@ fn replicate(node: &Arc<Node>, req: &StripeRequest) {
             ttl_ms: node.cfg.config.timeouts.deadline_ms,
             cached: false,
             relay: true,
+            rank: crate::proto::LOCAL_RANK,
         };
         let node = node.clone();
         tokio::spawn(async move {

@@ -52,7 +52,7 @@ fn five_agents_pull_each_byte_from_the_origin_once() {
     let cluster = Cluster::new(5, &["--stripe-size", "16MiB", "--store-budget", "1GiB"]);
     let gets: Vec<_> = (0..5).map(|i| cluster.spawn_get(i, &url, None)).collect();
     for (child, out) in gets {
-        let (ok, err) = finish(child);
+        let (ok, err) = finish(child, &out);
         assert!(ok, "get failed: {err}");
         assert_eq!(file_sha256(&out), digest);
     }

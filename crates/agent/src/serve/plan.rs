@@ -132,6 +132,7 @@ mod tests {
             ttl_ms: 1000,
             cached: false,
             relay,
+            rank: 3,
         }
     }
 

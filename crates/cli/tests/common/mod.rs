@@ -328,11 +328,12 @@ impl Cluster {
     /// Starts `shoal get` of `url` through agent `i` into a file.
     pub fn spawn_get(&self, i: usize, url: &str, digest: Option<&str>) -> (Child, PathBuf) {
         let out = self.dir.path().join(format!("get-{i}-{}.out", free_port()));
+        let err = fs::File::create(out.with_extension("err")).unwrap();
         let mut cmd = Command::new(shoal());
         cmd.args(["get", url, "--agent", &self.agents[i].api_url(), "-o"])
             .arg(&out)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(err);
         if let Some(d) = digest {
             cmd.args(["--digest", d]);
         }
@@ -340,13 +341,33 @@ impl Cluster {
     }
 }
 
-/// Waits for a `shoal get` and returns (success, stderr).
-pub fn finish(child: Child) -> (bool, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// How long any one `shoal get` in a test may take before the test calls
+/// it hung: generous for a debug build on two busy cores, and far below
+/// CI's limit, so a hang fails one test instead of the whole run.
+pub const GET_LIMIT: Duration = Duration::from_secs(240);
+
+/// Waits (at most [`GET_LIMIT`]) for a `shoal get` started by
+/// [`Cluster::spawn_get`] writing to `out`, and returns (success, stderr).
+/// A get that hangs is killed and reported as failed.
+pub fn finish(mut child: Child, out: &Path) -> (bool, String) {
+    let start = Instant::now();
+    let ok = loop {
+        match child.try_wait().unwrap() {
+            Some(status) => break status.success(),
+            None if start.elapsed() > GET_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+                return (
+                    false,
+                    format!("shoal get hung for {GET_LIMIT:?}; killed\n{err}"),
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let err = fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+    (ok, err)
 }
 
 /// SHA-256 of a file's contents.

@@ -1,0 +1,227 @@
+//! One agent at a time: its store across restarts, its budget, and how it
+//! answers bad input on every endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const MIB: usize = 1 << 20;
+
+#[test]
+fn a_restarted_agent_reuses_its_store() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let nginx = Nginx::start();
+    let data = random_bytes(40 * MIB, 3);
+    let digest = sha256(&data);
+    let url = nginx.put("layer.tar", &data);
+    let mut cluster = Cluster::new(1, &["--stripe-size", "8MiB", "--store-budget", "1GiB"]);
+    let (child, out) = cluster.spawn_get(0, &url, Some(&digest));
+    assert!(finish(child, &out).0);
+    assert_eq!(file_sha256(&out), digest);
+    let served = nginx.bytes_served("/layer.tar");
+    assert_eq!(served, data.len() as u64);
+
+    cluster.agents[0].stop();
+    cluster.agents[0].start();
+    let (child, out) = cluster.spawn_get(0, &url, Some(&digest));
+    let (ok, err) = finish(child, &out);
+    assert!(ok, "{err}");
+    assert_eq!(file_sha256(&out), digest);
+    assert_eq!(
+        nginx.bytes_served("/layer.tar"),
+        served,
+        "the second get went to the origin"
+    );
+}
+
+#[test]
+fn a_store_smaller_than_the_object_stays_within_its_budget() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let nginx = Nginx::start();
+    let data = random_bytes(48 * MIB, 5);
+    let digest = sha256(&data);
+    let url = nginx.put("big.bin", &data);
+    let budget = 20 * MIB as u64;
+    let cluster = Cluster::new(1, &["--stripe-size", "4MiB", "--store-budget", "20MiB"]);
+    let peak = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(cluster.agents[0].store_bytes(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let (child, out) = cluster.spawn_get(0, &url, Some(&digest));
+        let (ok, err) = finish(child, &out);
+        done.store(true, Ordering::Relaxed);
+        assert!(ok, "{err}");
+        assert_eq!(file_sha256(&out), digest);
+    });
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(peak > 0, "nothing was cached");
+    assert!(
+        peak <= budget,
+        "store reached {peak} bytes, budget {budget}"
+    );
+    assert!(cluster.agents[0].store_bytes() <= budget);
+}
+
+/// Sends a raw request and returns the status code (0 if the connection
+/// closed without one).
+fn status(port: u16, request: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request.as_bytes());
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn get(port: u16, target: &str, headers: &str) -> u16 {
+    status(
+        port,
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_does_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let nginx = Nginx::start();
+    let url = nginx.put("obj", &random_bytes(MIB, 9));
+    let cluster = Cluster::new(1, &["--stripe-size", "256KiB", "--store-budget", "64MiB"]);
+    let a = &cluster.agents[0];
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
+    let ok_query = format!("url={}&size=1048576&ss=262144&i=0", enc(&url));
+
+    // Without the token: 401, and the origin never hears of it.
+    assert_eq!(get(a.port, &format!("/peer/v1/stripe?{ok_query}"), ""), 401);
+    assert_eq!(
+        get(
+            a.port,
+            &format!("/peer/v1/stripe?{ok_query}"),
+            "Authorization: Bearer wrong\r\n"
+        ),
+        401
+    );
+    assert_eq!(
+        get(a.port, &format!("/peer/v1/replicate?{ok_query}"), ""),
+        401
+    );
+    assert!(
+        nginx.log().is_empty(),
+        "an unauthenticated request reached the origin"
+    );
+
+    for bad in [
+        String::new(),
+        "url=file%3A%2F%2F%2Fetc%2Fpasswd&size=10&ss=262144&i=0".into(),
+        format!(
+            "url={}&size=10&ss=262144&i=0&d=sha256%3A..%2F..%2Fetc",
+            enc(&url)
+        ),
+        format!("url={}&size=10&ss=1&i=0", enc(&url)),
+        format!("url={}&size=1048576&ss=262144&i=99", enc(&url)),
+        format!("url={}&size=10&ss=262144&i=0&from=11", enc(&url)),
+        format!("url={}&size=10&ss=262144&i=0&path=..%2F..", enc(&url)),
+        format!("url={}&size=-5&ss=262144&i=0", enc(&url)),
+        format!(
+            "url={}&size=99999999999999999999999&ss=262144&i=0",
+            enc(&url)
+        ),
+    ] {
+        assert_eq!(
+            get(a.port, &format!("/peer/v1/stripe?{bad}"), &auth),
+            400,
+            "{bad}"
+        );
+    }
+    assert_eq!(get(a.port, "/peer/v1/../../etc/passwd", &auth), 404);
+    assert_eq!(get(a.port, "/peer/v1/stripe/%2e%2e/secret", &auth), 404);
+    // A peek for something not cached.
+    assert_eq!(
+        get(
+            a.port,
+            &format!("/peer/v1/stripe?{ok_query}&cached=true"),
+            &auth
+        ),
+        404
+    );
+
+    let obj = |q: &str| format!("/v1/object?{q}");
+    assert_eq!(get(a.api, &obj("url=ftp%3A%2F%2Fx%2Fy"), ""), 400);
+    assert_eq!(get(a.api, &obj(""), ""), 400);
+    assert_eq!(
+        get(
+            a.api,
+            &obj(&format!("url={}&digest=md5%3Aabc", enc(&url))),
+            ""
+        ),
+        400
+    );
+    assert_eq!(
+        get(
+            a.api,
+            &obj(&format!("url={}", enc(&url))),
+            "Range: bytes=99999999999-\r\n"
+        ),
+        416
+    );
+    assert_eq!(
+        get(
+            a.api,
+            &obj(&format!("url={}", enc(&url))),
+            "Range: bytes=5-2\r\n"
+        ),
+        416
+    );
+    assert_eq!(
+        get(
+            a.api,
+            &obj(&format!("url={}", enc(&url))),
+            "Range: lines=1-2\r\n"
+        ),
+        416
+    );
+    let missing = url.replace("/obj", "/missing");
+    assert_eq!(get(a.api, &obj(&format!("url={}", enc(&missing))), ""), 502);
+    // A valid range works.
+    assert_eq!(
+        get(
+            a.api,
+            &obj(&format!("url={}", enc(&url))),
+            "Range: bytes=0-99\r\n"
+        ),
+        206
+    );
+
+    // Huge headers are refused, not buffered without bound.
+    let huge = format!("X-Junk: {}\r\n", "a".repeat(1 << 20));
+    let code = get(a.api, "/healthz", &huge);
+    assert!(
+        code == 431 || code == 400 || code == 0,
+        "huge header got {code}"
+    );
+
+    // Still alive and well.
+    assert_eq!(get(a.api, "/healthz", ""), 200);
+    assert_eq!(get(a.port, "/readyz", ""), 200);
+    assert!(
+        !a.log().contains("panicked"),
+        "the agent panicked:\n{}",
+        a.log()
+    );
+}
