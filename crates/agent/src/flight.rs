@@ -102,6 +102,12 @@ impl Flight {
         self.len == 0
     }
 
+    /// Whether it has given up (it may linger in the flights map until its
+    /// task removes it; nobody should join it then).
+    pub fn failed(&self) -> bool {
+        matches!(*self.state.borrow(), FlightState::Failed { .. })
+    }
+
     /// The current state.
     pub fn state(&self) -> FlightState {
         self.state.borrow().clone()

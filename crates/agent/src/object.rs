@@ -140,6 +140,81 @@ fn request(node: &Node, spec: &ObjectSpec, index: u64, from: u64) -> StripeReque
     }
 }
 
+/// How many times a local read reopens a stripe whose stream broke before
+/// giving up on the object. Each reopen starts from the byte where the
+/// last one stopped, with a fresh path; a flight this node started for its
+/// own client ends at the origin, so one reopen normally suffices (the
+/// first stream may have joined a flight serving a peer, which gives up
+/// when that peer's candidates are exhausted instead of asking the origin).
+const REOPENS: u32 = 3;
+
+/// Why a stripe's stream stopped short.
+struct Broken {
+    fatal: bool,
+    message: String,
+}
+
+/// Per-object state of a local read: where the bytes go, the running
+/// whole-object hash and the chunk held back until it is verified.
+struct Sink {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    sha: Option<Sha256>,
+    held: Option<Bytes>,
+}
+
+impl Sink {
+    /// Sends `d` on (holding back the latest chunk while hashing). False
+    /// when the reader went away.
+    async fn send(&mut self, d: Bytes) -> bool {
+        if let Some(h) = self.sha.as_mut() {
+            h.update(&d);
+        }
+        let out = if self.sha.is_some() {
+            self.held.replace(d)
+        } else {
+            Some(d)
+        };
+        match out {
+            Some(out) if !out.is_empty() => self.tx.send(Ok(out)).await.is_ok(),
+            _ => true,
+        }
+    }
+
+    async fn fail(&self, message: String) {
+        let _ = self.tx.send(Err(io::Error::other(message))).await;
+    }
+}
+
+/// Copies one stripe's frames into `sink` from `*pos` up to `stripe_end`.
+/// `Ok(false)` means the reader went away.
+async fn copy_stripe(
+    rx: &mut mpsc::Receiver<Frame>,
+    sink: &mut Sink,
+    pos: &mut u64,
+    stripe_end: u64,
+) -> Result<bool, Broken> {
+    let broken = |fatal, message: &str| Broken {
+        fatal,
+        message: message.to_owned(),
+    };
+    loop {
+        match rx.recv().await {
+            Some(Frame::Data(mut d)) => {
+                d.truncate((stripe_end - *pos).min(d.len() as u64) as usize);
+                *pos += d.len() as u64;
+                if !sink.send(d).await {
+                    return Ok(false);
+                }
+            }
+            Some(Frame::KeepAlive) => {}
+            Some(Frame::End { .. }) if *pos >= stripe_end => return Ok(true),
+            Some(Frame::End { .. }) => return Err(broken(false, "ended early")),
+            Some(Frame::Error { fatal, message }) => return Err(broken(fatal, &message)),
+            None => return Err(broken(false, "stream closed")),
+        }
+    }
+}
+
 async fn stream_object(
     node: Arc<Node>,
     spec: ObjectSpec,
@@ -147,11 +222,13 @@ async fn stream_object(
     end: u64,
     tx: mpsc::Sender<io::Result<Bytes>>,
 ) {
-    let fail = |m: String| io::Error::other(m);
     let ss = node.cfg.stripe_size;
     let whole = start == 0 && end == spec.size;
-    let mut sha = (whole && spec.digest.is_some()).then(Sha256::new);
-    let mut held: Option<Bytes> = None;
+    let mut sink = Sink {
+        tx,
+        sha: (whole && spec.digest.is_some()).then(Sha256::new),
+        held: None,
+    };
     if start < end {
         let (first, last) = (start / ss, (end - 1) / ss);
         let mut window = VecDeque::new();
@@ -163,73 +240,59 @@ async fn stream_object(
                 window.push_back(node.open_stripe(req, true).await);
                 next += 1;
             }
-            let rx = match window.pop_front() {
-                Some(Ok(rx)) => rx,
-                Some(Err(e)) => {
-                    let _ = tx.send(Err(fail(format!("stripe {i}: {e}")))).await;
-                    return;
-                }
-                None => return,
+            let Some(opened) = window.pop_front() else {
+                return;
             };
             tracing::debug!(stripe = i, "object: streaming stripe");
             let stripe_end = ((i + 1) * ss).min(end);
             let mut pos = if i == first { start } else { i * ss };
-            let mut rx = rx;
+            let mut opened = opened.map_err(|e| Broken {
+                fatal: false,
+                message: e.to_string(),
+            });
+            let mut reopens = 0;
             loop {
-                match rx.recv().await {
-                    Some(Frame::Data(mut d)) => {
-                        d.truncate((stripe_end - pos).min(d.len() as u64) as usize);
-                        pos += d.len() as u64;
-                        if let Some(h) = sha.as_mut() {
-                            h.update(&d);
-                        }
-                        let out = if sha.is_some() {
-                            held.replace(d)
-                        } else {
-                            Some(d)
-                        };
-                        if let Some(out) = out
-                            && !out.is_empty()
-                            && tx.send(Ok(out)).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Some(Frame::KeepAlive) => {}
-                    Some(Frame::End { .. }) if pos >= stripe_end => break,
-                    Some(Frame::End { .. }) => {
-                        let _ = tx.send(Err(fail(format!("stripe {i} ended early")))).await;
+                let result = match opened {
+                    Ok(mut rx) => copy_stripe(&mut rx, &mut sink, &mut pos, stripe_end).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(true) => break,
+                    Ok(false) => return,
+                    Err(b) if b.fatal || reopens == REOPENS => {
+                        sink.fail(format!("stripe {i}: {}", b.message)).await;
                         return;
                     }
-                    Some(Frame::Error { message, .. }) => {
-                        let _ = tx.send(Err(fail(format!("stripe {i}: {message}")))).await;
-                        return;
-                    }
-                    None => {
-                        let _ = tx
-                            .send(Err(fail(format!("stripe {i}: stream closed"))))
-                            .await;
-                        return;
+                    Err(b) => {
+                        reopens += 1;
+                        tracing::info!(
+                            stripe = i,
+                            at = pos,
+                            "stripe broke ({}); reopening",
+                            b.message
+                        );
+                        let req = request(&node, &spec, i, pos - i * ss);
+                        opened = node.open_stripe(req, true).await.map_err(|e| Broken {
+                            fatal: false,
+                            message: e.to_string(),
+                        });
                     }
                 }
             }
         }
     }
-    if let (Some(h), Some(want)) = (sha, &spec.digest) {
+    if let (Some(h), Some(want)) = (sink.sha.take(), &spec.digest) {
         let got = format!("sha256:{}", hex::encode(h.finalize()));
         if &got != want {
             tracing::error!(url = %spec.url, %want, %got, "digest mismatch; evicting the object's stripes");
             evict(&node, &spec).await;
-            let _ = tx
-                .send(Err(fail(format!(
-                    "digest mismatch: want {want}, got {got}"
-                ))))
+            sink.fail(format!("digest mismatch: want {want}, got {got}"))
                 .await;
             return;
         }
     }
-    if let Some(h) = held {
-        let _ = tx.send(Ok(h)).await;
+    if let Some(h) = sink.held.take() {
+        let _ = sink.tx.send(Ok(h)).await;
     }
 }
 

@@ -94,7 +94,7 @@ impl Node {
         let rank = (req.path.len() as u8).min(req.rank.saturating_sub(1));
         let (flight, joined) = {
             let mut flights = self.flights();
-            match flights.get(&key) {
+            match flights.get(&key).filter(|f| !f.failed()) {
                 Some(f) if f.rank() < req.rank => (f.clone(), true),
                 Some(_) => (Flight::new(req.stripe.len(), rank), false),
                 None => {

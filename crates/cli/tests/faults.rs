@@ -70,7 +70,7 @@ fn rollout_with_fault(fault: impl FnOnce(&mut Agent)) {
     fault(&mut cluster.agents[victim]);
     for (child, out) in gets {
         let (ok, err) = finish(child, &out);
-        assert!(ok, "get failed: {err}");
+        assert!(ok, "get failed: {err}\nagents:\n{}", cluster.problems());
         assert_eq!(file_sha256(&out), digest);
     }
     eprintln!("all gets done {:?} after the fault", start.elapsed());

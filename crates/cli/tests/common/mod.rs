@@ -325,6 +325,19 @@ impl Cluster {
         Cluster { dir, agents }
     }
 
+    /// The warnings and errors every agent logged, for failure messages.
+    pub fn problems(&self) -> String {
+        let mut out = String::new();
+        for a in &self.agents {
+            for line in a.log().lines() {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    out.push_str(&format!("[{}] {line}\n", a.name));
+                }
+            }
+        }
+        out
+    }
+
     /// Starts `shoal get` of `url` through agent `i` into a file.
     pub fn spawn_get(&self, i: usize, url: &str, digest: Option<&str>) -> (Child, PathBuf) {
         let out = self.dir.path().join(format!("get-{i}-{}.out", free_port()));
