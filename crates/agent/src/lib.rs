@@ -23,6 +23,7 @@ pub use config::{AgentConfig, Resolved};
 pub use node::{Node, StartError};
 pub use serve::{REPLICATE_PATH, STRIPE_PATH, ServeError};
 
+use axum::serve::ListenerExt;
 use std::future::Future;
 use tokio::net::TcpListener;
 
@@ -41,10 +42,18 @@ pub async fn run(
     }
     let (listen, api_listen) = (c.listen, c.api_listen);
     let node = Node::new(cfg)?;
+    // Frames go out one chunk at a time as they arrive from upstream, so
+    // Nagle's algorithm would hold each chunk's tail for the peer's
+    // delayed ACK; every accepted connection gets TCP_NODELAY.
     let bind = |addr| async move {
-        TcpListener::bind(addr)
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| StartError::Bind { addr, source })
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok::<_, StartError>(listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY: {e}");
+            }
+        }))
     };
     let peer_l = bind(listen).await?;
     let api_l = bind(api_listen).await?;

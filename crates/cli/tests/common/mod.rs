@@ -74,6 +74,7 @@ events {{ worker_connections 1024; }}
 http {{
     log_format ranges '$request_method $uri "$http_range" $status $body_bytes_sent';
     access_log {d}/access.log ranges;
+    sendfile on;
     client_body_temp_path {d}/tmp;
     proxy_temp_path {d}/tmp;
     fastcgi_temp_path {d}/tmp;

@@ -1,0 +1,340 @@
+//! The agent's data-plane benchmarks, on real processes on loopback (nginx
+//! from Debian's packages as the origin, `shoal agent` processes as peers).
+//! It prints figures; it asserts nothing about time.
+//!
+//! `cargo bench -p shoal --bench data_plane` runs it at full size (64 MiB
+//! stripes, a 1.5 GiB object; about two minutes on two cores).
+//! Name `forwarding` (1 to 3) or `stripe-size` (4) after `--` to run only
+//! those. `cargo test --benches` runs it once at toy sizes, so a broken benchmark
+//! fails the test command rather than whoever runs it next.
+//!
+//! 1. A stripe served from one agent's store against nginx serving the same
+//!    bytes, one stream each: throughput ratio.
+//! 2. A stripe through a 3-hop forward (client → n0 → n1 → n2, where only
+//!    n2 holds it) against a direct fetch from n2: throughput and time to
+//!    first byte.
+//! 3. Peak RSS of an agent relaying 16 concurrent stripes.
+//! 4. Stripe size: five agents each `shoal get` the same object at once,
+//!    for three stripe sizes.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use shoal_agent::STRIPE_PATH;
+use shoal_agent::proto::{Decoder, Frame, LOCAL_RANK, ObjectSpec, StripeRef, StripeRequest};
+use shoal_placement::NodeId;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+/// Sizes for a full run or a smoke run.
+struct Sizes {
+    stripe: u64,
+    trials: usize,
+    relayed: usize,
+    rollout_object: u64,
+    rollout_stripes: [u64; 3],
+}
+
+const FULL: Sizes = Sizes {
+    stripe: 64 * MIB,
+    trials: 5,
+    relayed: 16,
+    rollout_object: 1024 * MIB,
+    rollout_stripes: [16 * MIB, 64 * MIB, 256 * MIB],
+};
+
+const SMOKE: Sizes = Sizes {
+    stripe: MIB,
+    trials: 2,
+    relayed: 4,
+    rollout_object: 8 * MIB,
+    rollout_stripes: [MIB, 2 * MIB, 4 * MIB],
+};
+
+/// One timed transfer.
+#[derive(Clone, Copy)]
+struct Sample {
+    bytes: u64,
+    ttfb: Duration,
+    total: Duration,
+}
+
+impl Sample {
+    fn mb_s(&self) -> f64 {
+        self.bytes as f64 / self.total.as_secs_f64() / 1e6
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn node(i: usize) -> NodeId {
+    NodeId::from_name(&format!("n{i}"))
+}
+
+fn stripe_request(object: &ObjectSpec, ss: u64, index: u64, path: Vec<NodeId>) -> StripeRequest {
+    StripeRequest {
+        stripe: StripeRef {
+            object: object.clone(),
+            stripe_size: ss,
+            index,
+        },
+        path,
+        fallbacks: Vec::new(),
+        from: 0,
+        ttl_ms: 120_000,
+        cached: false,
+        relay: false,
+        rank: LOCAL_RANK,
+    }
+}
+
+/// Reads one stripe over the peer protocol, decoding frames as a peer
+/// does; the first byte is the first DATA frame.
+async fn peer_fetch(client: &reqwest::Client, addr: SocketAddr, req: &StripeRequest) -> Sample {
+    let url = format!("http://{addr}{STRIPE_PATH}?{}", req.to_query());
+    let start = Instant::now();
+    let mut resp = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let mut dec = Decoder::default();
+    let (mut bytes, mut ttfb, mut done) = (0u64, None, false);
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        dec.push(&chunk);
+        while let Some(frame) = dec.next_frame().unwrap() {
+            match frame {
+                Frame::Data(d) => {
+                    ttfb.get_or_insert_with(|| start.elapsed());
+                    bytes += d.len() as u64;
+                }
+                Frame::End { .. } => done = true,
+                Frame::Error { message, .. } => panic!("peer error: {message}"),
+                Frame::KeepAlive => {}
+            }
+        }
+    }
+    assert!(done, "stream ended without END");
+    assert_eq!(bytes, req.stripe.len());
+    Sample {
+        bytes,
+        ttfb: ttfb.unwrap_or_default(),
+        total: start.elapsed(),
+    }
+}
+
+/// Reads a byte range from nginx.
+async fn nginx_fetch(client: &reqwest::Client, url: &str, from: u64, len: u64) -> Sample {
+    let start = Instant::now();
+    let mut resp = client
+        .get(url)
+        .header("Range", format!("bytes={from}-{}", from + len - 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 206);
+    let (mut bytes, mut ttfb) = (0u64, None);
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        ttfb.get_or_insert_with(|| start.elapsed());
+        bytes += chunk.len() as u64;
+    }
+    assert_eq!(bytes, len);
+    Sample {
+        bytes,
+        ttfb: ttfb.unwrap_or_default(),
+        total: start.elapsed(),
+    }
+}
+
+/// Peak and current resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes = if full { FULL } else { SMOKE };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    println!(
+        "shoal data-plane benchmark ({} run)",
+        if full { "full" } else { "smoke" }
+    );
+    forwarding(&rt, &client, &sizes);
+    stripe_sizes(&sizes);
+}
+
+/// Benchmarks 1 to 3: four agents, stripes warmed on n2 only.
+fn forwarding(rt: &tokio::runtime::Runtime, client: &reqwest::Client, s: &Sizes) {
+    let ss = s.stripe;
+    let stripes = 2 * s.trials as u64 + s.relayed as u64;
+    let nginx = Nginx::start();
+    let url = nginx.put("bench.bin", &random_bytes((stripes * ss) as usize, 11));
+    let budget = format!("{}MiB", 2 * stripes * ss / MIB + 64);
+    let ss_arg = format!("{}KiB", ss / 1024);
+    let cluster = Cluster::new(
+        4,
+        &[
+            "--stripe-size",
+            &ss_arg,
+            "--store-budget",
+            &budget,
+            "--min-copies",
+            "1",
+        ],
+    );
+    let addr = |i: usize| cluster.agents[i].peer_addr();
+    let object = ObjectSpec {
+        url: url.clone(),
+        size: stripes * ss,
+        validator: None,
+        digest: None,
+    };
+    let req = |i: u64, path: Vec<NodeId>| stripe_request(&object, ss, i, path);
+
+    // Warm every stripe on n2 alone: an empty path makes it the owner.
+    rt.block_on(async {
+        for i in 0..stripes {
+            peer_fetch(client, addr(2), &req(i, Vec::new())).await;
+        }
+    });
+    assert_eq!(nginx.bytes_served("/bench.bin"), stripes * ss);
+
+    // 1 and 2. Alternate the contenders so drift hits all alike.
+    let (mut store, mut origin, mut hop3) = (Vec::new(), Vec::new(), Vec::new());
+    rt.block_on(async {
+        for t in 0..s.trials as u64 {
+            let mut cached = req(t, Vec::new());
+            cached.cached = true;
+            store.push(peer_fetch(client, addr(2), &cached).await);
+            origin.push(nginx_fetch(client, &url, t * ss, ss).await);
+            let cold = s.trials as u64 + t; // never seen by n0 or n1
+            hop3.push(peer_fetch(client, addr(0), &req(cold, vec![node(1), node(2)])).await);
+        }
+    });
+    let tput = |v: &[Sample]| median(v.iter().map(Sample::mb_s).collect());
+    let ttfb = |v: &[Sample]| median(v.iter().map(|x| ms(x.ttfb)).collect());
+    let chunk_fill_ms = shoal_agent::proto::CHUNK as f64 / (tput(&store) * 1e6) * 1e3;
+    println!(
+        "\n## Single stream, {} MiB stripe, median of {}\n",
+        ss / MIB,
+        s.trials
+    );
+    println!("| source | MB/s | first byte (ms) |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| nginx (same bytes, Range GET) | {:.0} | {:.2} |",
+        tput(&origin),
+        ttfb(&origin)
+    );
+    println!(
+        "| agent store, direct | {:.0} | {:.2} |",
+        tput(&store),
+        ttfb(&store)
+    );
+    println!(
+        "| 3-hop forward (n0 → n1 → n2) | {:.0} | {:.2} |",
+        tput(&hop3),
+        ttfb(&hop3)
+    );
+    println!();
+    println!(
+        "store / nginx throughput: {:.2} (goal ≥ 0.8)",
+        tput(&store) / tput(&origin)
+    );
+    println!(
+        "3-hop / direct throughput: {:.2} (goal ≥ 0.7)",
+        tput(&hop3) / tput(&store)
+    );
+    println!(
+        "first byte added per forwarding hop: {:.2} ms, of which one chunk's fill is {:.2} ms (goal: ≤ 1 ms beyond it)",
+        (ttfb(&hop3) - ttfb(&store)) / 2.0,
+        chunk_fill_ms
+    );
+
+    // 3. n3 relays `relayed` stripes at once from n2 (it has none of them).
+    let pid = cluster.agents[3].pid().as_raw() as u32;
+    let (_, before) = rss_mib(pid);
+    let first = 2 * s.trials as u64;
+    let start = Instant::now();
+    rt.block_on(async {
+        let fetches = (first..stripes).map(|i| {
+            let r = req(i, vec![node(2)]);
+            async move { peer_fetch(client, addr(3), &r).await }
+        });
+        futures_util::future::join_all(fetches).await
+    });
+    let took = start.elapsed();
+    let (peak, _) = rss_mib(pid);
+    println!(
+        "\n## Relay memory: {} concurrent {} MiB stripes through one agent\n",
+        s.relayed,
+        ss / MIB
+    );
+    println!(
+        "| RSS before (MiB) | peak RSS (MiB) | growth per stream (MiB) | stripe (MiB) | aggregate MB/s |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {before:.1} | {peak:.1} | {:.2} | {} | {:.0} |",
+        (peak - before).max(0.0) / s.relayed as f64,
+        ss / MIB,
+        (s.relayed as u64 * ss) as f64 / took.as_secs_f64() / 1e6
+    );
+}
+
+/// Benchmark 4: five agents pull one object at once, per stripe size.
+fn stripe_sizes(s: &Sizes) {
+    println!(
+        "\n## Stripe size: 5 agents, {} MiB object, all `shoal get` at once\n",
+        s.rollout_object / MIB
+    );
+    println!("| stripe (MiB) | stripes | makespan (s) | slowest get MB/s | origin amplification |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    let nginx = Nginx::start();
+    let data = random_bytes(s.rollout_object as usize, 12);
+    let digest = sha256(&data);
+    for (k, &ss) in s.rollout_stripes.iter().enumerate() {
+        let name = format!("rollout-{k}.bin");
+        let url = nginx.put(&name, &data);
+        let ss_arg = format!("{}KiB", ss / 1024);
+        let budget = format!("{}MiB", 2 * s.rollout_object / MIB + 64);
+        let cluster = Cluster::new(5, &["--stripe-size", &ss_arg, "--store-budget", &budget]);
+        let start = Instant::now();
+        let gets: Vec<_> = (0..5)
+            .map(|i| cluster.spawn_get(i, &url, Some(&digest)))
+            .collect();
+        for (child, out) in gets {
+            let (ok, err) = finish(child, &out);
+            assert!(ok, "get failed: {err}");
+        }
+        let makespan = start.elapsed().as_secs_f64();
+        let origin = nginx.bytes_served(&format!("/{name}"));
+        println!(
+            "| {} | {} | {makespan:.2} | {:.0} | {:.2} |",
+            ss as f64 / MIB as f64,
+            s.rollout_object.div_ceil(ss),
+            s.rollout_object as f64 / makespan / 1e6,
+            origin as f64 / s.rollout_object as f64
+        );
+    }
+}
