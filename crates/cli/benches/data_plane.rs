@@ -5,8 +5,8 @@
 //! `cargo bench -p shoal --bench data_plane` runs it at full size (64 MiB
 //! stripes, a 1.5 GiB object; about two minutes on two cores).
 //! Name `forwarding` (1 to 3) or `stripe-size` (4) after `--` to run only
-//! those. `cargo test --benches` runs it once at toy sizes, so a broken benchmark
-//! fails the test command rather than whoever runs it next.
+//! those. `cargo test --benches` runs it once at toy sizes, so a broken
+//! benchmark fails the test command rather than whoever runs it next.
 //!
 //! 1. A stripe served from one agent's store against nginx serving the same
 //!    bytes, one stream each: throughput ratio.
@@ -179,8 +179,19 @@ fn main() {
         "shoal data-plane benchmark ({} run)",
         if full { "full" } else { "smoke" }
     );
-    forwarding(&rt, &client, &sizes);
-    stripe_sizes(&sizes);
+    // `cargo bench --bench data_plane -- forwarding` runs only benchmarks
+    // 1 to 3; `-- stripe-size` only benchmark 4.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wanted("forwarding") {
+        forwarding(&rt, &client, &sizes);
+    }
+    if wanted("stripe-size") {
+        stripe_sizes(&sizes);
+    }
 }
 
 /// Benchmarks 1 to 3: four agents, stripes warmed on n2 only.
