@@ -383,16 +383,31 @@ const END: u8 = 3;
 const ERROR: u8 = 4;
 
 impl Frame {
-    /// Encodes the frame, computing a data chunk's checksum.
+    /// Encodes the frame in one buffer, computing a data chunk's checksum.
     pub fn encode(&self) -> Bytes {
+        let (head, payload) = self.encode_parts();
+        match payload {
+            None => head,
+            Some(p) => {
+                let mut b = BytesMut::with_capacity(head.len() + p.len());
+                b.put_slice(&head);
+                b.put_slice(&p);
+                b.freeze()
+            }
+        }
+    }
+
+    /// Encodes the frame as a head and, for data, the chunk itself, so a
+    /// sender can write the chunk without copying it.
+    pub fn encode_parts(&self) -> (Bytes, Option<Bytes>) {
         let mut b = BytesMut::new();
         match self {
             Frame::Data(d) => {
-                b.reserve(5 + CHUNK_SUM + d.len());
+                b.reserve(5 + CHUNK_SUM);
                 b.put_u8(DATA);
                 b.put_u32_le((CHUNK_SUM + d.len()) as u32);
                 b.put_slice(&blake3::hash(d).as_bytes()[..CHUNK_SUM]);
-                b.put_slice(d);
+                return (b.freeze(), Some(d.clone()));
             }
             Frame::KeepAlive => {
                 b.put_u8(KEEPALIVE);
@@ -412,7 +427,7 @@ impl Frame {
                 b.put_slice(m);
             }
         }
-        b.freeze()
+        (b.freeze(), None)
     }
 }
 

@@ -96,10 +96,17 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// Frames from a channel as a response body, holding `permit` until done.
 fn frame_body(rx: mpsc::Receiver<Frame>, permit: OwnedSemaphorePermit) -> Body {
-    let s = stream::unfold((rx, permit), |(mut rx, permit)| async move {
-        let frame = rx.recv().await?;
-        Some((Ok::<Bytes, std::io::Error>(frame.encode()), (rx, permit)))
-    });
+    // Each frame goes out as its head, then its chunk uncopied.
+    let s = stream::unfold(
+        (rx, permit, None::<Bytes>),
+        |(mut rx, permit, pending)| async move {
+            if let Some(chunk) = pending {
+                return Some((Ok::<Bytes, std::io::Error>(chunk), (rx, permit, None)));
+            }
+            let (head, chunk) = rx.recv().await?.encode_parts();
+            Some((Ok(head), (rx, permit, chunk)))
+        },
+    );
     Body::from_stream(s)
 }
 
