@@ -9,7 +9,7 @@
 //! size. The fetch runs in its own task, so it completes (and caches) even
 //! when the caller that started it goes away.
 
-use crate::proto::{CHUNK, Frame};
+use crate::proto::{CHUNK, FIRST_CHUNK, Frame};
 use bytes::Bytes;
 use shoal_store::Lease;
 use std::fs::File;
@@ -124,6 +124,11 @@ async fn read_at(file: Arc<File>, pos: u64, n: usize) -> std::io::Result<Bytes> 
     .map_err(std::io::Error::other)?
 }
 
+/// How many bytes the next DATA frame of a stream may carry.
+fn frame_size(first: bool) -> usize {
+    if first { FIRST_CHUNK } else { CHUNK }
+}
+
 fn error(message: String) -> Frame {
     Frame::Error {
         fatal: false,
@@ -135,6 +140,7 @@ fn error(message: String) -> Frame {
 /// writer, until the end frame, an error frame, or the receiver leaving.
 pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Frame>) {
     let mut rx = flight.state.subscribe();
+    let mut first = true;
     loop {
         let state = rx.borrow_and_update().clone();
         let (limit, finished) = match &state {
@@ -156,7 +162,8 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Fra
                 let _ = tx.send(error("flight has no file".into())).await;
                 return;
             };
-            let n = CHUNK.min((limit - pos) as usize);
+            let n = frame_size(first).min((limit - pos) as usize);
+            first = false;
             match read_at(file, pos, n).await {
                 Ok(bytes) => {
                     pos += n as u64;
@@ -209,8 +216,10 @@ pub async fn pump_lease(
     // (and keeps the entry from eviction) until this function returns.
     let file = Arc::new(lease.file);
     let mut hasher = (pos == 0).then(blake3::Hasher::new);
+    let mut first = true;
     while pos < len {
-        let n = CHUNK.min((len - pos) as usize);
+        let n = frame_size(first).min((len - pos) as usize);
+        first = false;
         match read_at(file.clone(), pos, n).await {
             Ok(bytes) => {
                 if let Some(h) = hasher.as_mut() {

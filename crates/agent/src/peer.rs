@@ -434,7 +434,7 @@ impl FrameStream {
                 Ok(Some(Err(e))) => return Err(self.fail(PeerError::Broken(e.to_string()))),
                 Ok(Some(Ok(f))) => {
                     if let Ok(data) = f.into_data() {
-                        self.decoder.push(&data);
+                        self.decoder.push(data);
                     }
                 }
             }

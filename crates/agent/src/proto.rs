@@ -21,9 +21,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use shoal_placement::{Key, NodeId};
 use shoal_store::EntryKey;
+use std::collections::VecDeque;
 
 /// Bytes per data frame: a hop relays after this much has arrived.
 pub const CHUNK: usize = 256 * 1024;
+/// The first DATA frame of a stream is at most this big. A hop passes
+/// bytes on only once a whole frame has arrived and been checked, so a
+/// small first frame lets the first byte cross each hop quickly, while the
+/// big frames after it keep the per-frame cost low.
+pub const FIRST_CHUNK: usize = 32 * 1024;
 /// Largest frame payload accepted from a peer.
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Bytes of BLAKE3 carried with each chunk.
@@ -431,33 +437,82 @@ impl Frame {
     }
 }
 
-/// Reassembles frames from body chunks of any size.
+/// Reassembles frames from body chunks of any size. Received chunks are
+/// kept as they are; a frame's payload is copied only when it spans
+/// several of them, so every byte is copied at most once.
 #[derive(Default)]
 pub struct Decoder {
-    buf: BytesMut,
+    pieces: VecDeque<Bytes>,
+    len: usize,
 }
 
 impl Decoder {
     /// Appends received bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.pieces.push_back(bytes);
+        }
+    }
+
+    /// Copies the first `out.len()` pending bytes into `out` (the caller
+    /// checks that many are pending).
+    fn peek(&self, out: &mut [u8]) {
+        let mut at = 0;
+        for p in &self.pieces {
+            let n = (out.len() - at).min(p.len());
+            out[at..at + n].copy_from_slice(&p[..n]);
+            at += n;
+            if at == out.len() {
+                return;
+            }
+        }
+    }
+
+    /// Removes the first `n` pending bytes (the caller checks that many
+    /// are pending), without copying when one piece holds them all.
+    fn take(&mut self, n: usize) -> Bytes {
+        self.len -= n;
+        if let Some(front) = self.pieces.front_mut()
+            && front.len() >= n
+        {
+            let out = front.split_to(n);
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+            return out;
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let Some(front) = self.pieces.front_mut() else {
+                break;
+            };
+            let k = (n - out.len()).min(front.len());
+            out.put_slice(&front.split_to(k));
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+        }
+        out.freeze()
     }
 
     /// The next complete frame, `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtoError> {
-        if self.buf.len() < 5 {
+        if self.len < 5 {
             return Ok(None);
         }
-        let kind = self.buf[0];
-        let len = u32::from_le_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        let mut head = [0u8; 5];
+        self.peek(&mut head);
+        let kind = head[0];
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > MAX_FRAME {
             return Err(ProtoError::BadFrame(format!("frame of {len} bytes")));
         }
-        if self.buf.len() < 5 + len {
+        if self.len < 5 + len {
             return Ok(None);
         }
-        self.buf.advance(5);
-        let mut payload = self.buf.split_to(len).freeze();
+        self.take(5);
+        let mut payload = self.take(len);
         let frame = match kind {
             DATA => {
                 if len < CHUNK_SUM {
@@ -491,7 +546,7 @@ impl Decoder {
 
     /// Bytes received but not yet framed.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.len
     }
 }
 
@@ -543,7 +598,7 @@ mod tests {
             let mut d = Decoder::default();
             let mut got = Vec::new();
             for piece in wire.chunks(step) {
-                d.push(piece);
+                d.push(Bytes::copy_from_slice(piece));
                 while let Some(f) = d.next_frame().unwrap() {
                     got.push(f);
                 }
@@ -558,13 +613,13 @@ mod tests {
         let mut wire = Frame::Data(Bytes::from(vec![1u8; 100])).encode().to_vec();
         wire[60] ^= 0x20;
         let mut d = Decoder::default();
-        d.push(&wire);
+        d.push(Bytes::from(wire));
         assert_eq!(d.next_frame(), Err(ProtoError::CorruptChunk));
         let mut d = Decoder::default();
-        d.push(&[9, 0, 0, 0, 0]);
+        d.push(Bytes::from_static(&[9, 0, 0, 0, 0]));
         assert!(matches!(d.next_frame(), Err(ProtoError::BadFrame(_))));
         let mut d = Decoder::default();
-        d.push(&[1, 0xff, 0xff, 0xff, 0x7f]);
+        d.push(Bytes::from_static(&[1, 0xff, 0xff, 0xff, 0x7f]));
         assert!(matches!(d.next_frame(), Err(ProtoError::BadFrame(_))));
     }
 

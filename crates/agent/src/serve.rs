@@ -151,10 +151,11 @@ struct Writer {
 }
 
 impl Writer {
-    /// Appends verified bytes, flushing whole chunks to disk.
+    /// Appends verified bytes, flushing whole chunks to disk, and the very
+    /// first bytes at once (see [`crate::proto::FIRST_CHUNK`]).
     async fn push(&mut self, flight: &Flight, bytes: &[u8]) -> Result<(), FillError> {
         self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= CHUNK {
+        if self.buf.len() >= CHUNK || self.written == 0 {
             self.flush(flight).await?;
         }
         Ok(())

@@ -109,7 +109,7 @@ async fn peer_fetch(client: &reqwest::Client, addr: SocketAddr, req: &StripeRequ
     let mut dec = Decoder::default();
     let (mut bytes, mut ttfb, mut done) = (0u64, None, false);
     while let Some(chunk) = resp.chunk().await.unwrap() {
-        dec.push(&chunk);
+        dec.push(chunk);
         while let Some(frame) = dec.next_frame().unwrap() {
             match frame {
                 Frame::Data(d) => {
