@@ -9,12 +9,12 @@
 //! size. The fetch runs in its own task, so it completes (and caches) even
 //! when the caller that started it goes away.
 
-use crate::proto::{CHUNK, FIRST_CHUNK, Frame};
+use crate::proto::{CHUNK, ChunkSum, FIRST_CHUNK, Frame};
 use bytes::Bytes;
 use shoal_store::Lease;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -51,6 +51,9 @@ pub struct Flight {
     len: u64,
     rank: u8,
     state: watch::Sender<FlightState>,
+    /// Chunks written exactly as a peer sent them: (offset, length, the
+    /// checksum they were verified against), in offset order.
+    segments: Mutex<Vec<(u64, usize, ChunkSum)>>,
 }
 
 impl Flight {
@@ -62,7 +65,24 @@ impl Flight {
             len,
             rank,
             state: watch::Sender::new(FlightState::Starting),
+            segments: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Records that `len` bytes at `offset` are one chunk verified against
+    /// `sum`. Call before publishing the progress that covers them.
+    pub fn record_segment(&self, offset: u64, len: usize, sum: ChunkSum) {
+        self.segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((offset, len, sum));
+    }
+
+    /// The recorded chunk starting at `offset`, if any.
+    pub fn segment_at(&self, offset: u64) -> Option<(usize, ChunkSum)> {
+        let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let i = segments.binary_search_by_key(&offset, |s| s.0).ok()?;
+        segments.get(i).map(|s| (s.1, s.2))
     }
 
     /// Hands the file to readers and starts the flight.
@@ -162,12 +182,17 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Fra
                 let _ = tx.send(error("flight has no file".into())).await;
                 return;
             };
-            let n = frame_size(first).min((limit - pos) as usize);
+            // A segment the writer received whole goes out as it came,
+            // with the checksum it was verified against.
+            let (n, sum) = match flight.segment_at(pos) {
+                Some((len, sum)) if pos + len as u64 <= limit => (len, Some(sum)),
+                _ => (frame_size(first).min((limit - pos) as usize), None),
+            };
             first = false;
             match read_at(file, pos, n).await {
                 Ok(bytes) => {
                     pos += n as u64;
-                    if tx.send(Frame::Data(bytes)).await.is_err() {
+                    if tx.send(Frame::Data(bytes, sum)).await.is_err() {
                         return;
                     }
                 }
@@ -226,7 +251,7 @@ pub async fn pump_lease(
                     h.update(&bytes);
                 }
                 pos += n as u64;
-                if tx.send(Frame::Data(bytes)).await.is_err() {
+                if tx.send(Frame::Data(bytes, None)).await.is_err() {
                     return;
                 }
             }

@@ -199,7 +199,7 @@ async fn copy_stripe(
     };
     loop {
         match rx.recv().await {
-            Some(Frame::Data(mut d)) => {
+            Some(Frame::Data(mut d, _)) => {
                 d.truncate((stripe_end - *pos).min(d.len() as u64) as usize);
                 *pos += d.len() as u64;
                 if !sink.send(d).await {

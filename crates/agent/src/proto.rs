@@ -35,6 +35,17 @@ const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// Bytes of BLAKE3 carried with each chunk.
 const CHUNK_SUM: usize = 16;
 
+/// The checksum that travels with a chunk: the first 16 bytes of its
+/// BLAKE3.
+pub type ChunkSum = [u8; CHUNK_SUM];
+
+/// A chunk's checksum.
+pub fn chunk_sum(chunk: &[u8]) -> ChunkSum {
+    let mut sum = [0u8; CHUNK_SUM];
+    sum.copy_from_slice(&blake3::hash(chunk).as_bytes()[..CHUNK_SUM]);
+    sum
+}
+
 /// The content an object is identified by, and where its origin is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectSpec {
@@ -362,8 +373,10 @@ fn encode(s: &str) -> String {
 /// One frame of a stripe response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
-    /// Verified chunk bytes.
-    Data(Bytes),
+    /// Chunk bytes, and the chunk's checksum prefix when it is already
+    /// known: a received chunk carries the prefix it was verified against,
+    /// so a relay passes it on instead of hashing the chunk again.
+    Data(Bytes, Option<ChunkSum>),
     /// Still working.
     KeepAlive,
     /// The stripe is complete: its length and BLAKE3.
@@ -408,11 +421,11 @@ impl Frame {
     pub fn encode_parts(&self) -> (Bytes, Option<Bytes>) {
         let mut b = BytesMut::new();
         match self {
-            Frame::Data(d) => {
+            Frame::Data(d, sum) => {
                 b.reserve(5 + CHUNK_SUM);
                 b.put_u8(DATA);
                 b.put_u32_le((CHUNK_SUM + d.len()) as u32);
-                b.put_slice(&blake3::hash(d).as_bytes()[..CHUNK_SUM]);
+                b.put_slice(&sum.unwrap_or_else(|| chunk_sum(d)));
                 return (b.freeze(), Some(d.clone()));
             }
             Frame::KeepAlive => {
@@ -518,11 +531,12 @@ impl Decoder {
                 if len < CHUNK_SUM {
                     return Err(ProtoError::BadFrame("short data frame".into()));
                 }
-                let sum = payload.split_to(CHUNK_SUM);
-                if blake3::hash(&payload).as_bytes()[..CHUNK_SUM] != sum[..] {
+                let mut sum = [0u8; CHUNK_SUM];
+                sum.copy_from_slice(&payload.split_to(CHUNK_SUM));
+                if chunk_sum(&payload) != sum {
                     return Err(ProtoError::CorruptChunk);
                 }
-                Frame::Data(payload)
+                Frame::Data(payload, Some(sum))
             }
             KEEPALIVE if len == 0 => Frame::KeepAlive,
             END if len == 40 => {
@@ -580,10 +594,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip_across_any_split() {
-        let frames = vec![
-            Frame::Data(Bytes::from(vec![7u8; 1000])),
+        let frames = [
+            Frame::Data(Bytes::from(vec![7u8; 1000]), None),
             Frame::KeepAlive,
-            Frame::Data(Bytes::from_static(b"x")),
+            Frame::Data(Bytes::from_static(b"x"), Some(chunk_sum(b"x"))),
             Frame::End {
                 len: 1001,
                 checksum: [9; 32],
@@ -603,14 +617,23 @@ mod tests {
                     got.push(f);
                 }
             }
-            assert_eq!(got, frames);
+            let want: Vec<Frame> = frames
+                .iter()
+                .map(|f| match f {
+                    Frame::Data(d, _) => Frame::Data(d.clone(), Some(chunk_sum(d))),
+                    f => f.clone(),
+                })
+                .collect();
+            assert_eq!(got, want);
             assert_eq!(d.pending(), 0);
         }
     }
 
     #[test]
     fn a_flipped_byte_is_caught() {
-        let mut wire = Frame::Data(Bytes::from(vec![1u8; 100])).encode().to_vec();
+        let mut wire = Frame::Data(Bytes::from(vec![1u8; 100]), None)
+            .encode()
+            .to_vec();
         wire[60] ^= 0x20;
         let mut d = Decoder::default();
         d.push(Bytes::from(wire));

@@ -7,7 +7,7 @@ use crate::flight::{Flight, pump_flight, pump_lease};
 use crate::metrics::Source;
 use crate::node::Node;
 use crate::peer::PeerError;
-use crate::proto::{CHUNK, Frame, StripeRequest};
+use crate::proto::{CHUNK, ChunkSum, Frame, StripeRequest};
 use bytes::{Bytes, BytesMut};
 use shoal_placement::NodeId;
 use std::collections::HashSet;
@@ -152,8 +152,21 @@ struct Writer {
 
 impl Writer {
     /// Appends verified bytes, flushing whole chunks to disk, and the very
-    /// first bytes at once (see [`crate::proto::FIRST_CHUNK`]).
-    async fn push(&mut self, flight: &Flight, bytes: &[u8]) -> Result<(), FillError> {
+    /// first bytes at once (see [`crate::proto::FIRST_CHUNK`]). A chunk
+    /// from a peer (`sum` given) is written at once and recorded with its
+    /// checksum, so readers pass it on without hashing it again.
+    async fn push(
+        &mut self,
+        flight: &Flight,
+        bytes: &[u8],
+        sum: Option<ChunkSum>,
+    ) -> Result<(), FillError> {
+        if let Some(sum) = sum {
+            self.flush(flight).await?;
+            flight.record_segment(self.written, bytes.len(), sum);
+            self.buf.extend_from_slice(bytes);
+            return self.flush(flight).await;
+        }
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= CHUNK || self.written == 0 {
             self.flush(flight).await?;
@@ -342,14 +355,14 @@ async fn peer_fill(
             return Err(stream.fail(PeerError::Broken("deadline passed mid-stripe".into())));
         }
         match stream.next().await? {
-            Frame::Data(d) => {
+            Frame::Data(d, sum) => {
                 if w.accepted() + d.len() as u64 > len {
                     return Err(stream.fail(PeerError::Corrupt(
                         "more bytes than the stripe holds".into(),
                     )));
                 }
                 node.metrics.served(Source::Peer, d.len() as u64);
-                w.push(flight, &d)
+                w.push(flight, &d, sum)
                     .await
                     .map_err(|e| PeerError::Broken(e.message))?;
             }
@@ -398,7 +411,7 @@ async fn origin_fill(
                             });
                         }
                         node.metrics.served(Source::Origin, b.len() as u64);
-                        w.push(flight, &b).await?;
+                        w.push(flight, &b, None).await?;
                     }
                     Ok(None) if start + w.accepted() == end => return Ok(()),
                     Ok(None) => {

@@ -112,7 +112,7 @@ async fn peer_fetch(client: &reqwest::Client, addr: SocketAddr, req: &StripeRequ
         dec.push(chunk);
         while let Some(frame) = dec.next_frame().unwrap() {
             match frame {
-                Frame::Data(d) => {
+                Frame::Data(d, _) => {
                     ttfb.get_or_insert_with(|| start.elapsed());
                     bytes += d.len() as u64;
                 }

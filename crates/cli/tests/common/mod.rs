@@ -15,25 +15,43 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-cluster-token";
 
-/// A free loopback port (bound then released).
+/// A free loopback port for a server to listen on. Taken from below the
+/// kernel's ephemeral range (32768 and up on Linux), so that no outgoing
+/// connection can grab it between this check and the server's bind; each
+/// process walks its own stretch, and ports are never handed out twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(7919) % SPAN;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (base + k) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 /// Waits until something accepts connections on `addr`.
 pub fn wait_listening(addr: SocketAddr, what: &str) {
+    if let Err(e) = try_wait_listening(addr) {
+        panic!("{what} {e}");
+    }
+}
+
+/// Waits (at most 20 s) until something accepts connections on `addr`.
+pub fn try_wait_listening(addr: SocketAddr) -> Result<(), String> {
     let start = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} never listened on {addr}"
-        );
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!("never listened on {addr}"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
 }
 
 /// Random bytes from a seeded generator.
@@ -188,8 +206,14 @@ impl Agent {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], self.api)), &self.name);
-        wait_listening(self.peer_addr(), &self.name);
+        for addr in [
+            SocketAddr::from(([127, 0, 0, 1], self.api)),
+            self.peer_addr(),
+        ] {
+            if let Err(e) = try_wait_listening(addr) {
+                panic!("{} {e}; its log:\n{}", self.name, self.log());
+            }
+        }
     }
 
     pub fn signal(&self, sig: Signal) {
