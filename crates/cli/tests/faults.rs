@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use nix::sys::signal::Signal;
-use shoal_placement::{Key, Labels, Member, PlacementConfig, View};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,18 +20,9 @@ const STRIPE: usize = 16 * MIB;
 
 /// Which agent owns the most stripes of an object identified by `digest`.
 fn busiest_owner(n: usize, digest: &str, stripes: u64) -> usize {
-    let view = View::with_members(
-        PlacementConfig::default(),
-        (0..n).map(|i| Member::new(format!("n{i}"), Labels::default())),
-    )
-    .unwrap();
     let mut count: HashMap<usize, usize> = HashMap::new();
     for i in 0..stripes {
-        let owner = view.owner(Key::for_stripe(digest.as_bytes(), i)).unwrap();
-        let idx = (0..n)
-            .find(|&j| shoal_placement::NodeId::from_name(&format!("n{j}")) == owner)
-            .unwrap();
-        *count.entry(idx).or_default() += 1;
+        *count.entry(successors_of(n, digest, i, 1)[0]).or_default() += 1;
     }
     // Agent 0 runs no get in these tests' fault role; pick among 1..n.
     (1..n)
@@ -142,7 +132,7 @@ fn corrupted_bytes_from_a_peer_are_never_admitted() {
     let cluster = Cluster::with_addrs(
         4,
         &["--stripe-size", "16MiB", "--store-budget", "1GiB"],
-        |j, real| {
+        |_, j, real| {
             if j != 1 {
                 return real;
             }
@@ -189,4 +179,93 @@ fn corrupted_bytes_from_a_peer_are_never_admitted() {
         }
     }
     assert!(admitted >= truth.len());
+}
+
+#[test]
+fn a_cut_link_is_routed_around_through_a_relay() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let nginx = Nginx::start();
+    let (size, stripe) = (48 * MIB, MIB);
+    let data = random_bytes(size, 9);
+    let digest = sha256(&data);
+    let url = nginx.put("cut.bin", &data);
+    // n0 cannot reach n1 (nothing listens where n0 looks for it), while
+    // the static membership says n1 is alive and everyone else reaches it.
+    let nowhere = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args = [
+        "--stripe-size",
+        "1MiB",
+        "--store-budget",
+        "1GiB",
+        "--min-copies",
+        "1",
+    ];
+    let cluster = Cluster::with_addrs(
+        3,
+        &args,
+        |i, j, real| {
+            if (i, j) == (0, 1) { nowhere } else { real }
+        },
+    );
+
+    // Put every stripe on its owner only: ask the owner itself, with an
+    // empty path, so it reads its stripe from the origin.
+    let object = shoal_agent::proto::ObjectSpec {
+        url: url.clone(),
+        size: size as u64,
+        validator: None,
+        digest: Some(digest.clone()),
+    };
+    let stripes = (size / stripe) as u64;
+    for i in 0..stripes {
+        let req = shoal_agent::proto::StripeRequest {
+            stripe: shoal_agent::proto::StripeRef {
+                object: object.clone(),
+                stripe_size: stripe as u64,
+                index: i,
+            },
+            path: Vec::new(),
+            fallbacks: Vec::new(),
+            from: 0,
+            ttl_ms: 60_000,
+            cached: false,
+            relay: false,
+            rank: shoal_agent::proto::LOCAL_RANK,
+        };
+        let owner = successors_of(3, &digest, i, 1)[0];
+        let target = format!("{}?{}", shoal_agent::STRIPE_PATH, req.to_query());
+        assert_eq!(
+            http_status(
+                cluster.agents[owner].port,
+                &target,
+                &format!("Bearer {TOKEN}")
+            ),
+            200
+        );
+        let key = stripe_key_hex(&digest, stripe as u64, i);
+        assert!(
+            eventually(Duration::from_secs(30), || cluster.holders(&key)
+                == vec![owner]),
+            "stripe {i} should be on n{owner} only, is on {:?}",
+            cluster.holders(&key)
+        );
+    }
+    assert_eq!(nginx.bytes_served("/cut.bin"), size as u64);
+    let behind_the_cut = (0..stripes)
+        .filter(|&i| successors_of(3, &digest, i, 1)[0] == 1)
+        .count();
+    assert!(behind_the_cut > 0, "n1 owns no stripe; pick another object");
+
+    // n0's get: the stripes n1 holds reach it only through n2 (directly
+    // as a hop of its path, or as a relay around the cut). Asking anyone
+    // else would send the stand-in to the origin.
+    let (child, out) = cluster.spawn_get(0, &url, Some(&digest));
+    let (ok, err) = finish(child, &out);
+    assert!(ok, "get failed: {err}\nagents:\n{}", cluster.problems());
+    assert_eq!(file_sha256(&out), digest);
+    assert_eq!(
+        nginx.bytes_served("/cut.bin"),
+        size as u64,
+        "n1's {behind_the_cut} stripes must come around the cut, not from the origin again"
+    );
 }

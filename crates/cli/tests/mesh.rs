@@ -59,22 +59,8 @@ fn five_agents_pull_each_byte_from_the_origin_once() {
     assert_served_once(&nginx, "/blob.bin", data.len() as u64);
 }
 
-/// Which agents hold a stripe file whose name starts with `key_hex`.
-fn holders(cluster: &Cluster, key_hex: &str) -> Vec<usize> {
-    (0..cluster.agents.len())
-        .filter(|&i| {
-            cluster.agents[i].stripes().iter().any(|(p, _)| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(key_hex))
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn a_stripe_fetched_from_the_origin_is_replicated_to_the_first_successor() {
-    use shoal_placement::{Key, Labels, Member, NodeId, PlacementConfig, View};
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let nginx = Nginx::start();
     let (size, stripe) = (64 * MIB, MIB);
@@ -88,43 +74,22 @@ fn a_stripe_fetched_from_the_origin_is_replicated_to_the_first_successor() {
 
     // The stripes n0 owns: its path for them is empty, so n0 alone read
     // them from the origin and nobody else saw them, except by the push.
-    let view = View::with_members(
-        PlacementConfig::default(),
-        (0..5).map(|i| Member::new(format!("n{i}"), Labels::default())),
-    )
-    .unwrap();
-    let index_of = |id: NodeId| {
-        (0..5)
-            .find(|&j| NodeId::from_name(&format!("n{j}")) == id)
-            .unwrap()
-    };
     let mut checked = 0;
     for i in 0..(size / stripe) as u64 {
-        let key = Key::for_stripe(digest.as_bytes(), i);
-        let succ = view.successors(key, 2);
-        if index_of(succ[0]) != 0 {
+        let succ = successors_of(5, &digest, i, 2);
+        if succ[0] != 0 {
             continue;
         }
-        let mut h = blake3::Hasher::new();
-        h.update(digest.as_bytes());
-        h.update(&(stripe as u64).to_le_bytes());
-        h.update(&i.to_le_bytes());
-        let key_hex = h.finalize().to_hex().to_string();
-        let s1 = index_of(succ[1]);
+        let (key_hex, s1) = (stripe_key_hex(&digest, stripe as u64, i), succ[1]);
         // The push is asynchronous: wait for it (bounded), then check.
-        let start = std::time::Instant::now();
-        while !holders(&cluster, &key_hex).contains(&s1)
-            && start.elapsed() < std::time::Duration::from_secs(60)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        eventually(std::time::Duration::from_secs(60), || {
+            cluster.holders(&key_hex).contains(&s1)
+        });
+        let mut want = vec![0, s1];
+        want.sort();
         assert_eq!(
-            holders(&cluster, &key_hex),
-            {
-                let mut v = vec![0, s1];
-                v.sort();
-                v
-            },
+            cluster.holders(&key_hex),
+            want,
             "stripe {i}: owner n0 and first successor n{s1} should hold it, and nobody else"
         );
         checked += 1;
