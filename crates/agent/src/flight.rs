@@ -227,20 +227,21 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Fra
     }
 }
 
-/// Sends a stored stripe from `from` to `tx`. Read from the start, it is
-/// re-hashed on the way: a copy that rotted on disk ends with an error
-/// frame instead of its checksum, and `on_corrupt` runs.
+/// Sends a stored stripe from `from` to `tx`. With `verify`, a stripe
+/// read from the start is re-hashed on the way: a copy that rotted on disk
+/// ends with an error frame instead of its checksum, and `on_corrupt` runs.
 pub async fn pump_lease(
     lease: Lease,
     mut pos: u64,
     tx: mpsc::Sender<Frame>,
     on_corrupt: impl FnOnce() + Send,
+    verify: bool,
 ) {
     let (len, checksum) = (lease.len, lease.checksum.0);
     // Moving the file out leaves the lease's pin in `lease`, which lives
     // (and keeps the entry from eviction) until this function returns.
     let file = Arc::new(lease.file);
-    let mut hasher = (pos == 0).then(blake3::Hasher::new);
+    let mut hasher = (verify && pos == 0).then(blake3::Hasher::new);
     let mut first = true;
     while pos < len {
         let n = frame_size(first).min((len - pos) as usize);

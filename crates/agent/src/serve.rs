@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use shoal_placement::NodeId;
 use std::collections::HashSet;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 mod plan;
+pub mod suspect;
 use plan::{Attempt, plan};
 
 /// The peer-protocol path of stripe requests.
@@ -79,7 +81,8 @@ impl Node {
                         );
                         let _ = store.remove(&key);
                     };
-                    tokio::spawn(pump_lease(lease, req.from, tx, on_corrupt));
+                    // Peers check the whole stripe themselves; see `suspect`.
+                    tokio::spawn(pump_lease(lease, req.from, tx, on_corrupt, local));
                     return Ok(rx);
                 }
                 Ok(None) => {}
@@ -242,10 +245,11 @@ async fn fill(
     w.flush(flight).await?;
     let ours = w.checksum();
     let from_origin = claimed.is_none();
-    if let Some(theirs) = claimed
+    if let Some((theirs, peer)) = claimed
         && theirs != ours
     {
-        return Err(retryable("stripe checksum mismatch"));
+        suspect::report(node, peer, req).await;
+        return Err(retryable(format!("stripe from {peer} failed its checksum")));
     }
     if pending.is_reserved() {
         let store = node.store.clone();
@@ -262,8 +266,8 @@ async fn fill(
 }
 
 /// Runs the plan until the stripe is complete. Returns the checksum the
-/// source claimed, or `None` when the bytes came from the origin (this
-/// node is where the stripe entered the cluster).
+/// source claimed and who sent it, or `None` when the bytes came from the
+/// origin (this node is where the stripe entered the cluster).
 async fn fetch(
     node: &Arc<Node>,
     flight: &Flight,
@@ -271,7 +275,7 @@ async fn fetch(
     w: &mut Writer,
     deadline: Instant,
     local: bool,
-) -> Result<Option<[u8; 32]>, FillError> {
+) -> Result<Option<([u8; 32], SocketAddr)>, FillError> {
     let m = node.membership.load_full();
     let mut unreachable: HashSet<NodeId> = HashSet::new();
     let mut last = String::from("no candidate to fetch from");
@@ -318,7 +322,7 @@ async fn fetch(
             rank: flight.rank(),
         };
         match peer_fill(node, flight, addr, &sub, w, deadline).await {
-            Ok(sum) => return Ok(Some(sum)),
+            Ok(sum) => return Ok(Some((sum, addr))),
             Err(PeerError::Remote {
                 fatal: true,
                 message,
@@ -343,7 +347,7 @@ async fn fetch(
 async fn peer_fill(
     node: &Arc<Node>,
     flight: &Flight,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     sub: &StripeRequest,
     w: &mut Writer,
     deadline: Instant,

@@ -4,7 +4,8 @@
 
 use crate::node::Node;
 use crate::object::{ByteRange, ObjectError, open_object};
-use crate::proto::{Frame, StripeQuery};
+use crate::proto::{Frame, StripeQuery, StripeRequest};
+use crate::serve::suspect::{SUSPECT_PATH, recheck};
 use crate::serve::{REPLICATE_PATH, STRIPE_PATH, ServeError, pull_replica};
 use axum::Router;
 use axum::body::Body;
@@ -40,6 +41,7 @@ pub fn peer_router(node: Arc<Node>) -> Router {
     let peer = Router::new()
         .route(STRIPE_PATH, get(stripe))
         .route(REPLICATE_PATH, get(replicate).post(replicate))
+        .route(SUSPECT_PATH, get(suspect).post(suspect))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     peer.merge(health()).with_state(state)
 }
@@ -121,12 +123,9 @@ async fn stripe(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let req = match query {
-        Ok(Query(q)) => match q.validate() {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        },
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let req = match stripe_request(query) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match s.node.open_stripe(req, false).await {
         Ok(rx) => (
@@ -139,14 +138,38 @@ async fn stripe(
     }
 }
 
+/// A stripe request from a query, or what is wrong with it.
+fn stripe_request(
+    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StripeRequest, String> {
+    query
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| q.validate().map_err(|e| e.to_string()))
+}
+
+/// A peer found the copy of a stripe this node sent it corrupt: re-check
+/// it (and remove it if so) before answering.
+async fn suspect(
+    State(s): State<AppState>,
+    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let req = match stripe_request(query) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let removed = recheck(&s.node, req.stripe.entry_key()).await;
+    (
+        StatusCode::OK,
+        if removed { "removed\n" } else { "intact\n" },
+    )
+        .into_response()
+}
+
 async fn replicate(
     State(s): State<AppState>,
     query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let req = match query
-        .map_err(|e| e.body_text())
-        .and_then(|Query(q)| q.validate().map_err(|e| e.to_string()))
-    {
+    let req = match stripe_request(query) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
@@ -40,6 +40,13 @@ fn default_output(url: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How many times `shoal get` starts a transfer that broke over. A stream
+/// from the local agent breaks only when the agent gave up on a stripe
+/// after sending part of it (a peer's copy failed its checksum, or every
+/// source failed); by then the agent has dropped the bad copies, so a
+/// fresh start usually succeeds.
+const ATTEMPTS: u32 = 3;
+
 /// Runs `shoal get`.
 pub async fn run(args: GetArgs) -> Result<()> {
     let mut endpoint =
@@ -50,20 +57,64 @@ pub async fn run(args: GetArgs) -> Result<()> {
         endpoint.query_pairs_mut().append_pair("digest", d);
     }
     let out = args.output.unwrap_or_else(|| default_output(&args.url));
+    let part = out.with_extension("shoal-part");
     let started = Instant::now();
+    let mut attempt = 1;
+    let (got, digest) = loop {
+        let result = transfer(&endpoint, &args.agent, &part).await;
+        let (got, size, digest) = match result {
+            Ok(Ok(done)) => done,
+            Ok(Err(broken)) if attempt < ATTEMPTS => {
+                eprintln!("shoal get: {broken}; starting over ({attempt} of {ATTEMPTS})");
+                attempt += 1;
+                continue;
+            }
+            Ok(Err(broken)) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                bail!("{broken}; gave up after {ATTEMPTS} attempts");
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(e);
+            }
+        };
+        if got != size || args.digest.as_ref().is_some_and(|d| *d != digest) {
+            let _ = tokio::fs::remove_file(&part).await;
+            bail!("received {got} of {size} bytes with {digest}; nothing written");
+        }
+        break (got, digest);
+    };
+    tokio::fs::rename(&part, &out)
+        .await
+        .with_context(|| format!("renaming into {}", out.display()))?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "shoal get: wrote {} ({got} bytes, {digest}) in {secs:.2} s, {:.1} MB/s",
+        out.display(),
+        got as f64 / secs.max(1e-9) / 1e6
+    );
+    Ok(())
+}
+
+/// One transfer into `part`, from its start: `(bytes, expected size,
+/// sha256)`, or the inner error when the stream broke part way.
+async fn transfer(
+    endpoint: &reqwest::Url,
+    agent: &str,
+    part: &Path,
+) -> Result<std::result::Result<(u64, u64, String), String>> {
     let resp = reqwest::Client::new()
-        .get(endpoint)
+        .get(endpoint.clone())
         .send()
         .await
-        .with_context(|| format!("cannot reach the agent at {}", args.agent))?;
+        .with_context(|| format!("cannot reach the agent at {agent}"))?;
     if !resp.status().is_success() {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         bail!("agent answered {status}: {}", body.trim());
     }
     let size = resp.content_length().unwrap_or(0);
-    let part = out.with_extension("shoal-part");
-    let mut file = tokio::fs::File::create(&part)
+    let mut file = tokio::fs::File::create(part)
         .await
         .with_context(|| format!("creating {}", part.display()))?;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -83,8 +134,12 @@ pub async fn run(args: GetArgs) -> Result<()> {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                let _ = tokio::fs::remove_file(&part).await;
-                bail!("transfer broke after {got} of {size} bytes: {e}");
+                if let Some(b) = bar {
+                    b.abandon();
+                }
+                return Ok(Err(format!(
+                    "transfer broke after {got} of {size} bytes: {e}"
+                )));
             }
         };
         sha.update(&chunk);
@@ -105,20 +160,9 @@ pub async fn run(args: GetArgs) -> Result<()> {
         b.finish_and_clear();
     }
     file.flush().await?;
-    drop(file);
-    let digest = format!("sha256:{}", hex::encode(sha.finalize()));
-    if got != size || args.digest.as_ref().is_some_and(|d| *d != digest) {
-        let _ = tokio::fs::remove_file(&part).await;
-        bail!("received {got} of {size} bytes with {digest}; nothing written");
-    }
-    tokio::fs::rename(&part, &out)
-        .await
-        .with_context(|| format!("renaming into {}", out.display()))?;
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "shoal get: wrote {} ({got} bytes, {digest}) in {secs:.2} s, {:.1} MB/s",
-        out.display(),
-        got as f64 / secs.max(1e-9) / 1e6
-    );
-    Ok(())
+    Ok(Ok((
+        got,
+        size,
+        format!("sha256:{}", hex::encode(sha.finalize())),
+    )))
 }

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod stripes;
+#[allow(unused_imports)]
+pub use stripes::*;
+
 pub const TOKEN: &str = "test-cluster-token";
 
 /// A free loopback port for a server to listen on. Taken from below the
@@ -289,77 +293,6 @@ pub fn dir_bytes(dir: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-/// The placement view every agent of an `n`-agent test cluster holds
-/// (owners and successors depend on names only, not on labels).
-pub fn cluster_view(n: usize) -> shoal_placement::View {
-    use shoal_placement::{Labels, Member, PlacementConfig, View};
-    View::with_members(
-        PlacementConfig::default(),
-        (0..n).map(|i| Member::new(format!("n{i}"), Labels::default())),
-    )
-    .unwrap()
-}
-
-/// Which test agent (`n{i}`) a node id names.
-pub fn agent_index(n: usize, id: shoal_placement::NodeId) -> usize {
-    (0..n)
-        .find(|&j| shoal_placement::NodeId::from_name(&format!("n{j}")) == id)
-        .unwrap()
-}
-
-/// The owner and successors (agent indices) of stripe `index` of the
-/// object whose identity is `identity` (its digest, when gets pass one).
-pub fn successors_of(n: usize, identity: &str, index: u64, r: usize) -> Vec<usize> {
-    let key = shoal_placement::Key::for_stripe(identity.as_bytes(), index);
-    cluster_view(n)
-        .successors(key, r)
-        .into_iter()
-        .map(|id| agent_index(n, id))
-        .collect()
-}
-
-/// The hex store key of a stripe, as its file name starts.
-pub fn stripe_key_hex(identity: &str, stripe_size: u64, index: u64) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(identity.as_bytes());
-    h.update(&stripe_size.to_le_bytes());
-    h.update(&index.to_le_bytes());
-    h.finalize().to_hex().to_string()
-}
-
-/// Sends `GET target` with an `Authorization` header to a loopback port
-/// and returns the response's status code (0 if none came).
-pub fn http_status(port: u16, target: &str, authorization: &str) -> u16 {
-    use std::io::Read;
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
-    );
-    let _ = s.write_all(request.as_bytes());
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n])
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Polls `done` every 50 ms for at most `limit`; true if it came true.
-pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !done() {
-        if start.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
 }
 
 /// A cluster of agents on loopback that know each other statically.
