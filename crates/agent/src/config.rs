@@ -2,6 +2,7 @@
 //! flags (the CLI merges those two), each with a documented default.
 
 use serde::Deserialize;
+use shoal_membership::GossipConfig;
 use shoal_store::Budget;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,8 +104,25 @@ pub struct AgentConfig {
     pub token_file: Option<PathBuf>,
     /// This node's topology labels, widest first.
     pub labels: Vec<String>,
-    /// Static peers.
+    /// Static peers. When any are listed, membership is this fixed list
+    /// and gossip is off (for small fixed setups and tests that pin
+    /// addresses); otherwise members find each other by gossip.
     pub peers: Vec<PeerConfig>,
+    /// Where to ask for the roster when joining: `IP:PORT` or `NAME:PORT`
+    /// of peer-protocol addresses, re-resolved on every attempt (a
+    /// Kubernetes headless Service name works). Default: none, so a node
+    /// starts alone until others join it.
+    pub seeds: Vec<String>,
+    /// Gossip (UDP) address (default: the same IP and port as `listen`).
+    pub gossip_listen: Option<SocketAddr>,
+    /// The gossip address peers reach this node at (default: `advertise`'s
+    /// IP with `gossip_listen`'s port).
+    pub gossip_advertise: Option<SocketAddr>,
+    /// Gossip timers (see `GossipConfig`).
+    pub gossip: GossipConfig,
+    /// On SIGTERM or SIGINT, how long transfers in progress may take to
+    /// finish after the node has announced its leave (default 10000).
+    pub drain_ms: u64,
     /// Timeout bounds.
     pub timeouts: Timeouts,
 }
@@ -128,6 +146,11 @@ impl Default for AgentConfig {
             token_file: None,
             labels: Vec::new(),
             peers: Vec::new(),
+            seeds: Vec::new(),
+            gossip_listen: None,
+            gossip_advertise: None,
+            gossip: GossipConfig::default(),
+            drain_ms: 10_000,
             timeouts: Timeouts::default(),
         }
     }
@@ -179,6 +202,20 @@ pub struct Resolved {
 }
 
 impl AgentConfig {
+    /// Where this node's peer protocol is reached.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.listen)
+    }
+
+    /// Where gossip binds, and where peers send it.
+    pub fn gossip_addrs(&self) -> (SocketAddr, SocketAddr) {
+        let bind = self.gossip_listen.unwrap_or(self.listen);
+        let advertise = self
+            .gossip_advertise
+            .unwrap_or_else(|| SocketAddr::new(self.data_addr().ip(), bind.port()));
+        (bind, advertise)
+    }
+
     /// Reads a TOML file.
     pub fn from_file(path: &std::path::Path) -> Result<AgentConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -225,6 +262,9 @@ impl AgentConfig {
         {
             return Err(inv("timeouts", "every floor must be at most its ceiling"));
         }
+        self.gossip
+            .to_foca(1)
+            .map_err(|e| inv("gossip", &e.to_string()))?;
         let token = match (&self.token, &self.token_file) {
             (Some(t), _) => Some(t.clone()),
             (None, Some(path)) => Some(
@@ -287,6 +327,7 @@ mod tests {
         assert!(bad(|c| c.min_copies = 0));
         assert!(bad(|c| c.token = Some(String::new())));
         assert!(bad(|c| c.timeouts.stall_floor_ms = 99_999));
+        assert!(bad(|c| c.gossip.probe_rtt_ms = c.gossip.probe_period_ms));
         assert!(!bad(|_| {}));
     }
 }

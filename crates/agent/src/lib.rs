@@ -6,10 +6,13 @@
 //! - [`peer`] and [`origin`]: the clients it fetches through.
 //! - [`object`]: whole objects for local clients (`shoal get`).
 //! - [`server`]: the peer protocol and local API over HTTP.
-//! - [`node`], [`config`], [`metrics`]: state, settings, observability.
+//! - [`members`]: static or gossip membership, turned into views.
+//! - [`node`], [`config`], [`metrics`], [`status`]: state, settings,
+//!   observability.
 
 pub mod config;
 pub mod flight;
+pub mod members;
 pub mod metrics;
 pub mod node;
 pub mod object;
@@ -18,6 +21,7 @@ pub mod peer;
 pub mod proto;
 mod serve;
 pub mod server;
+pub mod status;
 
 pub use config::{AgentConfig, Resolved};
 pub use node::{Node, StartError};
@@ -27,8 +31,9 @@ use axum::serve::ListenerExt;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Runs an agent until `shutdown` completes, then stops accepting and
-/// lets responses in progress finish.
+/// Runs an agent until `shutdown` completes. Then it leaves the cluster
+/// (gossip announces it at once), stops taking new work, lets transfers in
+/// progress finish for up to `drain_ms`, and returns.
 pub async fn run(
     cfg: Resolved,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -41,7 +46,26 @@ pub async fn run(
         );
     }
     let (listen, api_listen) = (c.listen, c.api_listen);
-    let node = Node::new(cfg)?;
+    let drain = std::time::Duration::from_millis(c.drain_ms);
+    let gossip = if c.peers.is_empty() {
+        let (bind, _) = c.gossip_addrs();
+        let transport = shoal_membership::transport::udp(bind, c.gossip.max_packet)
+            .await
+            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        let me = members::identity(c);
+        let seed = me.generation ^ shoal_placement::NodeId::from_name(&c.name).0;
+        let g = shoal_membership::Gossip::spawn(me, &c.gossip, transport, seed)
+            .map_err(|e| StartError::Gossip(e.to_string()))?;
+        tracing::info!(gossip = %bind, seeds = ?c.seeds, "gossip membership");
+        Some(g)
+    } else {
+        tracing::info!(peers = c.peers.len(), "static membership");
+        None
+    };
+    let node = Node::new(cfg, gossip.clone())?;
+    if let Some(g) = gossip {
+        members::follow(&node, g).map_err(|e| StartError::Gossip(e.to_string()))?;
+    }
     // Frames go out one chunk at a time as they arrive from upstream, so
     // Nagle's algorithm would hold each chunk's tail for the peer's
     // delayed ACK; every accepted connection gets TCP_NODELAY.
@@ -59,8 +83,18 @@ pub async fn run(
     let api_l = bind(api_listen).await?;
     tracing::info!(id = %node.id, peer = %listen, api = %api_listen, "agent listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let leaving = node.clone();
     tokio::spawn(async move {
         shutdown.await;
+        leaving
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(g) = &leaving.gossip {
+            match tokio::time::timeout(std::time::Duration::from_secs(1), g.leave()).await {
+                Ok(Ok(())) => tracing::info!("left the cluster; draining"),
+                _ => tracing::warn!("could not announce the leave; draining anyway"),
+            }
+        }
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -69,8 +103,20 @@ pub async fn run(
     let peer = axum::serve(peer_l, server::peer_router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let api = axum::serve(api_l, server::api_router(node.clone()))
-        .with_graceful_shutdown(stopped(stop_rx));
-    let (a, b) = tokio::join!(peer, api);
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let servers = async { tokio::join!(peer, api) };
+    tokio::pin!(servers);
+    // Serve until stopped; then give transfers in progress `drain`.
+    let (a, b) = tokio::select! {
+        r = &mut servers => r,
+        _ = async {
+            stopped(stop_rx).await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time is up; dropping transfers still running");
+            return Ok(());
+        }
+    };
     for r in [a, b] {
         if let Err(e) = r {
             tracing::error!("server: {e}");

@@ -9,10 +9,12 @@ use crate::peer::PeerClient;
 use arc_swap::ArcSwap;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use shoal_placement::{Labels, Member, NodeId, PlacementConfig, PlacementError, View};
+use shoal_membership::Gossip;
+use shoal_placement::{NodeId, PlacementError, View};
 use shoal_store::{EntryKey, Store, StoreError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 /// What the data plane knows of the cluster, swapped as one value.
@@ -35,6 +37,9 @@ pub enum StartError {
     /// The origin client would not build.
     #[error(transparent)]
     Origin(#[from] OriginError),
+    /// Gossip would not start.
+    #[error("gossip: {0}")]
+    Gossip(String),
     /// A listener would not bind.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -63,6 +68,10 @@ pub struct Node {
     pub origin: Origin,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Gossip, unless membership is a static list.
+    pub gossip: Option<Gossip>,
+    /// Set once the node is shutting down: it takes no new work.
+    pub draining: AtomicBool,
     rng: Mutex<StdRng>,
 }
 
@@ -76,21 +85,17 @@ fn seed(id: NodeId) -> u64 {
 }
 
 impl Node {
-    /// Opens the store and builds the static membership from the config.
-    pub fn new(cfg: Resolved) -> Result<Arc<Node>, StartError> {
+    /// Opens the store and builds the first membership view: the static
+    /// list, or what `gossip` knows so far (at least this node).
+    pub fn new(cfg: Resolved, gossip: Option<Gossip>) -> Result<Arc<Node>, StartError> {
         let c = &cfg.config;
         let metrics = Arc::new(Metrics::default());
         let store = Store::open(&c.data_dir, cfg.budget)?;
-        let me = Member::new(c.name.as_str(), Labels::new(c.labels.iter().cloned()));
-        let advertise = c.advertise.unwrap_or(c.listen);
-        let mut members = vec![me.clone()];
-        let mut addrs = HashMap::from([(me.id(), advertise)]);
-        for p in &c.peers {
-            let m = Member::new(p.name.as_str(), Labels::new(p.labels.iter().cloned()));
-            addrs.insert(m.id(), p.addr);
-            members.push(m);
-        }
-        let view = View::with_members(PlacementConfig::default(), members)?;
+        let id = NodeId::from_name(&c.name);
+        let membership = match &gossip {
+            Some(g) => crate::members::membership_of(&g.roster())?,
+            None => crate::members::static_membership(c)?,
+        };
         let peers = PeerClient::new(
             c.timeouts.clone(),
             c.peer_inflight,
@@ -99,14 +104,16 @@ impl Node {
         );
         let origin = Origin::new(c.origin_concurrency, metrics.clone())?;
         Ok(Arc::new(Node {
-            id: me.id(),
-            membership: ArcSwap::from_pointee(Membership { view, addrs }),
+            id,
+            membership: ArcSwap::from_pointee(membership),
+            gossip,
+            draining: AtomicBool::new(false),
             store,
             flights: Mutex::new(HashMap::new()),
             peers,
             origin,
             metrics,
-            rng: Mutex::new(StdRng::seed_from_u64(seed(me.id()))),
+            rng: Mutex::new(StdRng::seed_from_u64(seed(id))),
             cfg,
         }))
     }

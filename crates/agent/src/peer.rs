@@ -283,6 +283,24 @@ impl PeerClient {
         b.would_allow(Instant::now())
     }
 
+    /// Peers whose breaker is open now.
+    pub fn open_breakers(&self) -> Vec<SocketAddr> {
+        let now = Instant::now();
+        let peers = self.shared.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open: Vec<SocketAddr> = peers
+            .iter()
+            .filter(|(_, st)| {
+                !st.breaker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .would_allow(now)
+            })
+            .map(|(addr, _)| *addr)
+            .collect();
+        open.sort();
+        open
+    }
+
     /// Current (connect, first byte, stall) timeouts for `addr`.
     pub fn timeouts_for(&self, addr: SocketAddr) -> (Duration, Duration, Duration) {
         self.shared.timeouts(&self.shared.state(addr))

@@ -2,11 +2,13 @@
 //! inbound concurrency) and the local API for this node's clients, both
 //! with /metrics, /healthz and /readyz.
 
+use crate::members::ROSTER_PATH;
 use crate::node::Node;
 use crate::object::{ByteRange, ObjectError, open_object};
 use crate::proto::{Frame, StripeQuery, StripeRequest};
 use crate::serve::suspect::{SUSPECT_PATH, recheck};
 use crate::serve::{REPLICATE_PATH, STRIPE_PATH, ServeError, pull_replica};
+use crate::status::STATUS_PATH;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -42,6 +44,7 @@ pub fn peer_router(node: Arc<Node>) -> Router {
         .route(STRIPE_PATH, get(stripe))
         .route(REPLICATE_PATH, get(replicate).post(replicate))
         .route(SUSPECT_PATH, get(suspect).post(suspect))
+        .route(ROSTER_PATH, get(roster))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     peer.merge(health()).with_state(state)
 }
@@ -54,6 +57,7 @@ pub fn api_router(node: Arc<Node>) -> Router {
     };
     Router::new()
         .route("/v1/object", get(object))
+        .route(STATUS_PATH, get(status))
         .merge(health())
         .with_state(state)
 }
@@ -62,7 +66,39 @@ fn health() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if draining(&s) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    "ready\n".into_response()
+}
+
+fn draining(s: &AppState) -> bool {
+    s.node.draining.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn json(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn roster(State(s): State<AppState>) -> Response {
+    match crate::status::roster(&s.node).await {
+        Some(records) => json(&records),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "this node uses a static peer list, not gossip",
+        ),
+    }
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    json(&crate::status::status(&s.node).await)
 }
 
 /// Constant-time comparison, so a token cannot be guessed byte by byte.
@@ -116,7 +152,11 @@ async fn stripe(
     State(s): State<AppState>,
     query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(permit) = s.inbound.clone().try_acquire_owned() else {
+    let permit = s.inbound.clone().try_acquire_owned();
+    let Ok(permit) = permit
+        .map_err(|_| ())
+        .and_then(|p| if draining(&s) { Err(()) } else { Ok(p) })
+    else {
         s.node.metrics.inbound_rejected.inc();
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy");
         r.headers_mut()
@@ -197,6 +237,9 @@ async fn object(
     headers: HeaderMap,
     query: Result<Query<ObjectQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    if draining(&s) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),

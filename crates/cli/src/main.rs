@@ -1,5 +1,6 @@
 //! `shoal`: the command line. `shoal agent` runs a node's agent;
-//! `shoal get` fetches an object through the local agent.
+//! `shoal get` fetches an object through the local agent; `shoal status`
+//! shows what the local agent knows.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -9,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 mod get;
+mod status;
 
 /// shoal: a peer-to-peer, content-addressed pull-through cache.
 #[derive(Parser)]
@@ -25,6 +27,8 @@ enum Cmd {
     Agent(Box<AgentArgs>),
     /// Fetch an object through the local agent.
     Get(get::GetArgs),
+    /// Show the local agent's members, store, transfers and breakers.
+    Status(status::StatusArgs),
 }
 
 #[derive(Args)]
@@ -65,9 +69,23 @@ struct AgentArgs {
     /// Topology labels, widest first: zone,row,rack.
     #[arg(long, env = "SHOAL_LABELS", value_delimiter = ',')]
     labels: Option<Vec<String>>,
-    /// A static peer, NAME=ADDR[/label/label...]; repeat for each.
+    /// A static peer, NAME=ADDR[/label/label...]; repeat for each. Any
+    /// static peer turns gossip off.
     #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// A seed to join through: IP:PORT or DNS-NAME:PORT of a peer port,
+    /// re-resolved on every attempt; repeat for each.
+    #[arg(long = "seed", env = "SHOAL_SEEDS", value_delimiter = ',')]
+    seeds: Vec<String>,
+    /// Gossip (UDP) address (default: --listen's IP and port).
+    #[arg(long, env = "SHOAL_GOSSIP_LISTEN")]
+    gossip_listen: Option<SocketAddr>,
+    /// Gossip address peers reach this node at.
+    #[arg(long, env = "SHOAL_GOSSIP_ADVERTISE")]
+    gossip_advertise: Option<SocketAddr>,
+    /// Milliseconds transfers may take to finish after SIGTERM (default 10000).
+    #[arg(long, env = "SHOAL_DRAIN_MS")]
+    drain_ms: Option<u64>,
 }
 
 fn parse_peer(s: &str) -> Result<PeerConfig> {
@@ -107,8 +125,18 @@ impl AgentArgs {
             store_budget,
             stripe_size,
             min_copies,
-            labels
+            labels,
+            drain_ms
         );
+        if !self.seeds.is_empty() {
+            c.seeds = self.seeds;
+        }
+        if self.gossip_listen.is_some() {
+            c.gossip_listen = self.gossip_listen;
+        }
+        if self.gossip_advertise.is_some() {
+            c.gossip_advertise = self.gossip_advertise;
+        }
         if self.advertise.is_some() {
             c.advertise = self.advertise;
         }
@@ -161,5 +189,6 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Get(args) => get::run(args).await,
+        Cmd::Status(args) => status::run(args).await,
     }
 }

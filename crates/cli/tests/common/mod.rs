@@ -295,7 +295,41 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// A cluster of agents on loopback that know each other statically.
+/// Arguments every test agent gets: name, addresses, data dir, token,
+/// labels (two racks in one row).
+fn base_args(i: usize, port: u16, api: u16, dir: &tempfile::TempDir) -> Vec<String> {
+    let data = dir.path().join(format!("n{i}"));
+    vec![
+        "--name".into(),
+        format!("n{i}"),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--api-listen".into(),
+        format!("127.0.0.1:{api}"),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--token".into(),
+        TOKEN.into(),
+        "--labels".into(),
+        format!("row-0,rack-{}", i % 2),
+    ]
+}
+
+impl Agent {
+    fn new(i: usize, port: u16, api: u16, dir: &tempfile::TempDir, args: Vec<String>) -> Agent {
+        Agent {
+            name: format!("n{i}"),
+            port,
+            api,
+            data: dir.path().join(format!("n{i}")),
+            args,
+            child: None,
+        }
+    }
+}
+
+/// A cluster of agents on loopback that know each other statically, or
+/// find each other by gossip.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub agents: Vec<Agent>,
@@ -319,21 +353,7 @@ impl Cluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let mut agents = Vec::new();
         for (i, &(port, api)) in ports.iter().enumerate() {
-            let data = dir.path().join(format!("n{i}"));
-            let mut args: Vec<String> = vec![
-                "--name".into(),
-                format!("n{i}"),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--api-listen".into(),
-                format!("127.0.0.1:{api}"),
-                "--data-dir".into(),
-                data.display().to_string(),
-                "--token".into(),
-                TOKEN.into(),
-                "--labels".into(),
-                format!("row-0,rack-{}", i % 2),
-            ];
+            let mut args = base_args(i, port, api, &dir);
             for (j, &(p, _)) in ports.iter().enumerate() {
                 if j != i {
                     let addr = addr_of(i, j, SocketAddr::from(([127, 0, 0, 1], p)));
@@ -342,14 +362,25 @@ impl Cluster {
                 }
             }
             args.extend(extra.iter().map(|s| s.to_string()));
-            agents.push(Agent {
-                name: format!("n{i}"),
-                port,
-                api,
-                data,
-                args,
-                child: None,
-            });
+            agents.push(Agent::new(i, port, api, &dir, args));
+        }
+        for a in &mut agents {
+            a.start();
+        }
+        Cluster { dir, agents }
+    }
+
+    /// `n` agents that find each other by gossip, all seeded with n0.
+    pub fn gossiping(n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let seed = format!("127.0.0.1:{}", ports[0].0);
+        let mut agents = Vec::new();
+        for (i, &(port, api)) in ports.iter().enumerate() {
+            let mut args = base_args(i, port, api, &dir);
+            args.extend(["--seed".into(), seed.clone()]);
+            args.extend(extra.iter().map(|s| s.to_string()));
+            agents.push(Agent::new(i, port, api, &dir, args));
         }
         for a in &mut agents {
             a.start();
