@@ -68,6 +68,9 @@ impl Default for GossipConfig {
     }
 }
 
+/// The largest UDP payload over IPv4.
+const MAX_DATAGRAM: usize = 65_507;
+
 /// Why a gossip configuration cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
@@ -99,8 +102,10 @@ impl GossipConfig {
             ));
         }
         let nz = |v: usize, what| NonZeroUsize::new(v).ok_or(ConfigError::Invalid(what));
-        if self.max_packet < 512 {
-            return Err(ConfigError::Invalid("max_packet must be at least 512"));
+        if !(512..=MAX_DATAGRAM).contains(&self.max_packet) {
+            return Err(ConfigError::Invalid(
+                "max_packet must be between 512 and 65507 (one UDP datagram)",
+            ));
         }
         // Each update rides on about 4·log10(n + 1) packets, as memberlist
         // and foca's presets do.
@@ -145,6 +150,11 @@ mod tests {
         assert!(bad.to_foca(8).is_err());
         let bad = GossipConfig {
             gossip_fanout: 0,
+            ..GossipConfig::default()
+        };
+        assert!(bad.to_foca(8).is_err());
+        let bad = GossipConfig {
+            max_packet: 1 << 30,
             ..GossipConfig::default()
         };
         assert!(bad.to_foca(8).is_err());
