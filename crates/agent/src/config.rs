@@ -22,6 +22,8 @@ pub struct PeerConfig {
 
 /// Peer timeout bounds, in milliseconds. The adaptive values computed from
 /// each peer's observed round trip always stay between floor and ceiling.
+/// A peer not heard from yet gets the values of all peers' round trips
+/// smoothed together, and the ceilings only before any peer answered.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {

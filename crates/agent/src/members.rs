@@ -4,6 +4,7 @@
 
 use crate::config::AgentConfig;
 use crate::node::{Membership, Node};
+use crate::peer::PeerClient;
 use shoal_membership::bootstrap::{self, Fetch};
 use shoal_membership::{Gossip, GossipError, MemberState, Peer, Record, Roster, RosterSource};
 use shoal_placement::{Labels, Member, PlacementConfig, PlacementError, View};
@@ -74,6 +75,8 @@ pub fn identity(c: &AgentConfig) -> Peer {
 struct HttpRoster {
     client: reqwest::Client,
     token: Option<String>,
+    /// Told the round trip of each pull.
+    peers: PeerClient,
 }
 
 impl RosterSource for HttpRoster {
@@ -86,7 +89,9 @@ impl RosterSource for HttpRoster {
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
+            let sent = tokio::time::Instant::now();
             let resp = req.send().await.map_err(|e| e.to_string())?;
+            self.peers.observe(addr, sent.elapsed());
             if !resp.status().is_success() {
                 return Err(format!("roster: HTTP {}", resp.status()));
             }
@@ -107,6 +112,7 @@ pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
     let source = Arc::new(HttpRoster {
         client,
         token: node.cfg.token.clone(),
+        peers: node.peers.clone(),
     });
     let g = &c.gossip;
     tokio::spawn(bootstrap::run(

@@ -28,7 +28,7 @@ pub struct SourceLabels {
 /// Label set for peer failures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
-    /// `connect`, `timeout`, `stall`, `corrupt`, `status`, `broken`,
+    /// `connect`, `connect_timeout`, `timeout`, `stall`, `corrupt`, `status`, `broken`,
     /// `breaker_open`.
     pub kind: String,
 }

@@ -40,9 +40,14 @@ pub enum PeerError {
     /// Too many requests to this peer already.
     #[error("peer busy (local in-flight limit)")]
     Busy,
-    /// Could not connect (refused, unreachable, or connect timeout).
+    /// Could not connect, and was told so quickly (refused).
     #[error("connect: {0}")]
     Connect(String),
+    /// Could not connect, and finding out took at least half the connect
+    /// timeout (the timeout itself, or a host the kernel gave up on):
+    /// as costly as any timeout, so it opens the breaker at once.
+    #[error("connect: {0}")]
+    ConnectSlow(String),
     /// No response headers in time.
     #[error("no response within {0:?}")]
     Timeout(Duration),
@@ -78,6 +83,7 @@ impl PeerError {
             PeerError::BreakerOpen => "breaker_open",
             PeerError::Busy => "busy",
             PeerError::Connect(_) => "connect",
+            PeerError::ConnectSlow(_) => "connect_timeout",
             PeerError::Timeout(_) => "timeout",
             PeerError::Status(_) => "status",
             PeerError::NotCached => "not_cached",
@@ -92,7 +98,10 @@ impl PeerError {
     pub fn unreachable(&self) -> bool {
         matches!(
             self,
-            PeerError::Connect(_) | PeerError::Timeout(_) | PeerError::Stall(_)
+            PeerError::Connect(_)
+                | PeerError::ConnectSlow(_)
+                | PeerError::Timeout(_)
+                | PeerError::Stall(_)
         )
     }
 }
@@ -140,6 +149,10 @@ fn clamp(d: Duration, floor_ms: u64, ceiling_ms: u64) -> Duration {
 
 struct Shared {
     peers: Mutex<HashMap<SocketAddr, Arc<PeerState>>>,
+    /// Every peer's samples smoothed together: the estimate for a peer
+    /// not heard from yet, so that a fresh node does not wait the full
+    /// connect ceiling on each dead peer its first roster still lists.
+    fleet: Mutex<Rtt>,
     timeouts: Timeouts,
     inflight: usize,
 }
@@ -162,11 +175,21 @@ impl Shared {
             .clone()
     }
 
+    /// Adds a round-trip sample for a peer and for the fleet.
+    fn sample(&self, st: &PeerState, rtt: Duration) {
+        st.rtt.lock().unwrap_or_else(|p| p.into_inner()).sample(rtt);
+        self.fleet
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sample(rtt);
+    }
+
     /// (connect, first byte, stall) timeouts for a peer.
     fn timeouts(&self, st: &PeerState) -> (Duration, Duration, Duration) {
         let t = &self.timeouts;
-        let rtt = *st.rtt.lock().unwrap_or_else(|p| p.into_inner());
-        match rtt.base() {
+        let own = st.rtt.lock().unwrap_or_else(|p| p.into_inner()).base();
+        let base = own.or_else(|| self.fleet.lock().unwrap_or_else(|p| p.into_inner()).base());
+        match base {
             None => (
                 Duration::from_millis(t.connect_ceiling_ms),
                 Duration::from_millis(t.first_byte_ceiling_ms),
@@ -217,13 +240,28 @@ impl tower_service::Service<Uri> for Connector {
         };
         let connecting = self.http.call(uri);
         Box::pin(async move {
-            match tokio::time::timeout(limit, connecting).await {
-                Ok(r) => r.map_err(Into::into),
-                Err(_) => Err(format!("connect timed out after {limit:?}").into()),
-            }
+            let started = Instant::now();
+            let result: Result<_, BoxError> = match tokio::time::timeout(limit, connecting).await {
+                Ok(Ok(connection)) => Ok(connection),
+                Ok(Err(e)) if started.elapsed() < limit / 2 => Err(e.into()),
+                Ok(Err(e)) => Err(Box::new(SlowConnect(format!(
+                    "{e} after {:?}",
+                    started.elapsed()
+                )))),
+                Err(_) => Err(Box::new(SlowConnect(format!(
+                    "connect timed out after {limit:?}"
+                )))),
+            };
+            result
         })
     }
 }
+
+/// A connect failure that took long to learn of (see
+/// [`PeerError::ConnectSlow`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SlowConnect(String);
 
 /// The pooled client every request to a peer goes through.
 #[derive(Clone)]
@@ -255,6 +293,7 @@ impl PeerClient {
     ) -> Self {
         let shared = Arc::new(Shared {
             peers: Mutex::new(HashMap::new()),
+            fleet: Mutex::new(Rtt::default()),
             timeouts,
             inflight,
         });
@@ -301,6 +340,13 @@ impl PeerClient {
         open
     }
 
+    /// Records a round trip to `addr` measured outside this client (the
+    /// roster pull when joining), so the first stripe requests of a new
+    /// node already have timeouts sized for this network.
+    pub fn observe(&self, addr: SocketAddr, rtt: Duration) {
+        self.shared.sample(&self.shared.state(addr), rtt);
+    }
+
     /// Current (connect, first byte, stall) timeouts for `addr`.
     pub fn timeouts_for(&self, addr: SocketAddr) -> (Duration, Duration, Duration) {
         self.shared.timeouts(&self.shared.state(addr))
@@ -318,7 +364,10 @@ impl PeerClient {
                     PeerError::Remote { .. } | PeerError::Status(_) => b.failure(now, false),
                     other => b.failure(
                         now,
-                        matches!(other, PeerError::Timeout(_) | PeerError::Stall(_)),
+                        matches!(
+                            other,
+                            PeerError::ConnectSlow(_) | PeerError::Timeout(_) | PeerError::Stall(_)
+                        ),
                     ),
                 }
             }
@@ -362,10 +411,7 @@ impl PeerClient {
         let result = self.request(addr, path, req, limit).await;
         match result {
             Ok(resp) => {
-                st.rtt
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .sample(now.elapsed());
+                self.shared.sample(&st, now.elapsed());
                 Ok(FrameStream {
                     body: resp.into_body(),
                     decoder: Decoder::default(),
@@ -401,7 +447,11 @@ impl PeerClient {
         let resp = match tokio::time::timeout(limit, self.client.request(request)).await {
             Err(_) => return Err(PeerError::Timeout(limit)),
             Ok(Err(e)) if e.is_connect() => {
-                let cause = std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string());
+                let source = std::error::Error::source(&e);
+                let cause = source.map_or(e.to_string(), |s| s.to_string());
+                if source.is_some_and(|s| s.is::<SlowConnect>()) {
+                    return Err(PeerError::ConnectSlow(cause));
+                }
                 return Err(PeerError::Connect(cause));
             }
             Ok(Err(e)) => return Err(PeerError::Broken(e.to_string())),

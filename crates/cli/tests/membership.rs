@@ -1,91 +1,19 @@
 //! Gossip membership with real agents on loopback: every node learns of
-//! a killed peer within the detection bound, of a peer that leaves at
-//! once, and takes back a restarted one.
+//! a killed peer within the detection bound, and of a peer that leaves at
+//! once; the leaving peer finishes the transfer it was serving first; a
+//! restarted one is taken back and owns its stripes again.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
 use common::*;
-use shoal_agent::status::Status;
+use nix::sys::signal::Signal;
 use shoal_membership::MemberState;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The agent's status, or `None` if it does not answer.
-fn status(a: &Agent) -> Option<Status> {
-    let mut s = TcpStream::connect(("127.0.0.1", a.api)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    serde_json::from_str(body).ok()
-}
-
-/// `name`'s state and generation as `a` sees it.
-fn seen(a: &Agent, name: &str) -> Option<(MemberState, u64)> {
-    let s = status(a)?;
-    s.members
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| (m.state, m.generation))
-}
-
-fn alive_count(a: &Agent) -> usize {
-    status(a).map_or(0, |s| {
-        s.members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive)
-            .count()
-    })
-}
-
-fn converge(cluster: &Cluster, n: usize) {
-    let ok = eventually(Duration::from_secs(30), || {
-        cluster.agents.iter().all(|a| alive_count(a) == n)
-    });
-    assert!(
-        ok,
-        "the agents never all saw {n} members:\n{}",
-        cluster.problems()
-    );
-}
-
-/// Polls every agent but `gone` until each sees `gone` down; returns the
-/// time each took, from `since`.
-fn drop_times(cluster: &Cluster, gone: usize, since: Instant, limit: Duration) -> Vec<Duration> {
-    let name = format!("n{gone}");
-    let mut times = vec![None; cluster.agents.len()];
-    times[gone] = Some(Duration::ZERO);
-    while since.elapsed() < limit && times.iter().any(Option::is_none) {
-        for (i, a) in cluster.agents.iter().enumerate() {
-            if times[i].is_none() && seen(a, &name).map(|s| s.0) == Some(MemberState::Down) {
-                times[i] = Some(since.elapsed());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let missing: Vec<usize> = (0..times.len()).filter(|i| times[*i].is_none()).collect();
-    assert!(
-        missing.is_empty(),
-        "agents {missing:?} never dropped {name}"
-    );
-    let mut t: Vec<Duration> = times
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter(|(i, _)| *i != gone)
-        .map(|(_, d)| d)
-        .collect();
-    t.sort();
-    t
-}
+const MIB: usize = 1 << 20;
 
 fn ms(v: &[Duration]) -> Vec<u128> {
     v.iter().map(Duration::as_millis).collect()
@@ -100,7 +28,7 @@ fn eight_agents_declare_a_killed_peer_down_within_the_detection_bound() {
     cluster.agents[5].kill();
     // Defaults: probes every 0.5 s, 1.5 s of suspicion; the bound allows
     // for a loaded machine, the figures are printed.
-    let t = drop_times(&cluster, 5, since, Duration::from_secs(15));
+    let t = drop_times(&cluster, &[5], since, Duration::from_secs(15));
     println!("kill -9 of n5: detection times (ms) per agent {:?}", ms(&t));
     // Nothing else was lost along the way.
     for (i, a) in cluster.agents.iter().enumerate().filter(|(i, _)| *i != 5) {
@@ -108,8 +36,13 @@ fn eight_agents_declare_a_killed_peer_down_within_the_detection_bound() {
     }
 }
 
+/// Bytes a `shoal get` writing to `out` has written so far.
+fn written(out: &std::path::Path) -> u64 {
+    std::fs::metadata(out.with_extension("shoal-part")).map_or(0, |m| m.len())
+}
+
 #[test]
-fn a_leaving_agent_is_dropped_at_once_and_a_restarted_one_returns() {
+fn a_leaving_agent_is_dropped_at_once_finishes_its_transfers_and_returns_as_owner() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     // Suspicion lasts 30 s here, so a drop sooner than that can only come
     // from the leave the agent announced.
@@ -117,14 +50,58 @@ fn a_leaving_agent_is_dropped_at_once_and_a_restarted_one_returns() {
     let cfg = dir.path().join("slow.toml");
     std::fs::write(&cfg, "[gossip]\nsuspect_ms = 30000\n").unwrap();
     let cfg = cfg.display().to_string();
-    let mut cluster = Cluster::gossiping(8, &["--config", &cfg]);
+    // The origin sends at 2 MB/s per connection, so a get is still
+    // moving bytes when its agent is told to stop.
+    let nginx = Nginx::start_with(LOOPBACK, "limit_rate 2m;");
+    let data = random_bytes(16 * MIB, 21);
+    let digest = sha256(&data);
+    let url = nginx.put("slow.bin", &data);
+    let args = [
+        "--config",
+        &cfg,
+        "--stripe-size",
+        "1MiB",
+        "--min-copies",
+        "1",
+    ];
+    let mut cluster = Cluster::gossiping(8, &args);
     converge(&cluster, 8);
     let before = seen(&cluster.agents[0], "n6").unwrap().1;
 
+    let (get, out) = cluster.spawn_get(6, &url, Some(&digest));
+    assert!(
+        eventually(Duration::from_secs(60), || written(&out) > 0),
+        "the get through n6 never started"
+    );
     let since = Instant::now();
-    cluster.agents[6].stop();
-    let t = drop_times(&cluster, 6, since, Duration::from_secs(10));
+    cluster.agents[6].signal(Signal::SIGTERM);
+    let at_signal = written(&out);
+    assert!(
+        at_signal < data.len() as u64,
+        "the get was done before n6 was stopped; slow the origin down"
+    );
+    let t = drop_times(&cluster, &[6], since, Duration::from_secs(10));
     println!("SIGTERM of n6: dropped after (ms) {:?}", ms(&t));
+
+    // The get n6 was serving completes through n6 itself, and only then
+    // does n6 exit, cleanly.
+    let (ok, err) = finish(get, &out);
+    assert!(
+        ok,
+        "n6's in-flight get failed: {err}\n{}",
+        cluster.agents[6].log()
+    );
+    assert_eq!(file_sha256(&out), digest);
+    println!(
+        "n6 finished its transfer ({at_signal} of {} bytes written at SIGTERM) {:?} after the signal",
+        data.len(),
+        since.elapsed()
+    );
+    let exit = cluster.agents[6].wait_exit(Duration::from_secs(20));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "n6 did not exit cleanly after draining: {exit:?}"
+    );
 
     // The same name comes back as a newer generation, alive everywhere.
     cluster.agents[6].start();
@@ -140,4 +117,26 @@ fn a_leaving_agent_is_dropped_at_once_and_a_restarted_one_returns() {
         cluster.problems()
     );
     converge(&cluster, 8);
+
+    // And it owns again: a cold get elsewhere puts every stripe n6 owns
+    // on n6.
+    let fresh = random_bytes(16 * MIB, 22);
+    let fresh_digest = sha256(&fresh);
+    let fresh_url = nginx.put("fresh.bin", &fresh);
+    let (get, out) = cluster.spawn_get(0, &fresh_url, Some(&fresh_digest));
+    let (ok, err) = finish(get, &out);
+    assert!(ok, "get after the restart failed: {err}");
+    assert_eq!(file_sha256(&out), fresh_digest);
+    let owned: Vec<u64> = (0..16)
+        .filter(|&i| successors_of(8, &fresh_digest, i, 1)[0] == 6)
+        .collect();
+    assert!(!owned.is_empty(), "n6 owns no stripe; pick another object");
+    for i in owned {
+        let key = stripe_key_hex(&fresh_digest, MIB as u64, i);
+        assert!(
+            cluster.holders(&key).contains(&6),
+            "stripe {i} is owned by n6 but n6 does not hold it: {:?}",
+            cluster.holders(&key)
+        );
+    }
 }

@@ -8,14 +8,21 @@ use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod gossip;
+pub mod netns;
 mod stripes;
 #[allow(unused_imports)]
+pub use gossip::*;
+#[allow(unused_imports)]
 pub use stripes::*;
+
+/// 127.0.0.1.
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 pub const TOKEN: &str = "test-cluster-token";
 
@@ -58,6 +65,22 @@ pub fn try_wait_listening(addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
+/// `GET target` on `addr` with `Connection: close`: the status code and
+/// the body, or `None` if no response came within 10 s.
+pub fn http_get(addr: SocketAddr, target: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_owned()))
+}
+
 /// Random bytes from a seeded generator.
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     use rand::{Rng, SeedableRng};
@@ -75,12 +98,20 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// body bytes.
 pub struct Nginx {
     pub dir: tempfile::TempDir,
+    pub ip: IpAddr,
     pub port: u16,
     child: Child,
 }
 
 impl Nginx {
+    /// nginx on loopback at full speed.
     pub fn start() -> Nginx {
+        Nginx::start_with(LOOPBACK, "")
+    }
+
+    /// nginx listening on `ip`, with `server` directives added to its one
+    /// server block (for example `limit_rate 4m;`).
+    pub fn start_with(ip: IpAddr, server: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let root = dir.path().join("www");
@@ -103,8 +134,9 @@ http {{
     uwsgi_temp_path {d}/tmp;
     scgi_temp_path {d}/tmp;
     server {{
-        listen 127.0.0.1:{port};
+        listen {ip}:{port};
         root {root};
+        {server}
     }}
 }}
 "#,
@@ -121,8 +153,13 @@ http {{
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (scripts/test installs it)");
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "nginx");
-        Nginx { dir, port, child }
+        wait_listening(SocketAddr::new(ip, port), "nginx");
+        Nginx {
+            dir,
+            ip,
+            port,
+            child,
+        }
     }
 
     /// Publishes `bytes` as `/name` and returns its URL.
@@ -131,7 +168,7 @@ http {{
             .unwrap()
             .write_all(bytes)
             .unwrap();
-        format!("http://127.0.0.1:{}/{name}", self.port)
+        format!("http://{}/{name}", SocketAddr::new(self.ip, self.port))
     }
 
     /// `(method, uri, range, status, body bytes)` of every request so far.
@@ -171,9 +208,13 @@ impl Drop for Nginx {
     }
 }
 
-/// One `shoal agent` process.
+/// One `shoal agent` process, on loopback or in a network namespace.
 pub struct Agent {
     pub name: String,
+    /// The address it listens on.
+    pub ip: IpAddr,
+    /// The network namespace it runs in, if not the test's own.
+    pub netns: Option<String>,
     pub port: u16,
     pub api: u16,
     pub data: PathBuf,
@@ -187,11 +228,34 @@ fn shoal() -> &'static str {
 
 impl Agent {
     pub fn peer_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.api)
     }
 
     pub fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api)
+        format!("http://{}", self.api_addr())
+    }
+
+    /// The agent's `/v1/status`, or `None` if it does not answer.
+    pub fn status(&self) -> Option<shoal_agent::status::Status> {
+        let (code, body) = http_get(self.api_addr(), shoal_agent::status::STATUS_PATH)?;
+        (code == 200).then(|| serde_json::from_str(&body).ok())?
+    }
+
+    /// The sum of every sample of the Prometheus metric `name` (all
+    /// label sets), 0 if it has none.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = http_get(self.api_addr(), "/metrics").map_or(String::new(), |r| r.1);
+        body.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
     }
 
     pub fn pid(&self) -> Pid {
@@ -201,7 +265,17 @@ impl Agent {
     /// (Re)starts the process with its arguments and waits for it.
     pub fn start(&mut self) {
         let log = fs::File::create(self.data.with_extension("log")).unwrap();
-        let child = Command::new(shoal())
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                // `ip netns exec` enters the namespace and execs: the child
+                // is the agent itself, so signals reach it.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, shoal()]);
+                c
+            }
+            None => Command::new(shoal()),
+        };
+        let child = cmd
             .arg("agent")
             .args(&self.args)
             .env("SHOAL_LOG", "info,shoal_agent=debug")
@@ -210,10 +284,7 @@ impl Agent {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        for addr in [
-            SocketAddr::from(([127, 0, 0, 1], self.api)),
-            self.peer_addr(),
-        ] {
+        for addr in [self.api_addr(), self.peer_addr()] {
             if let Err(e) = try_wait_listening(addr) {
                 panic!("{} {e}; its log:\n{}", self.name, self.log());
             }
@@ -237,6 +308,23 @@ impl Agent {
         if let Some(mut c) = self.child.take() {
             let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
             let _ = c.wait();
+        }
+    }
+
+    /// Waits at most `limit` for the process to exit by itself; its exit
+    /// status, or `None` if it is still running (or was never started).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok()?;
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -297,15 +385,21 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 
 /// Arguments every test agent gets: name, addresses, data dir, token,
 /// labels (two racks in one row).
-fn base_args(i: usize, port: u16, api: u16, dir: &tempfile::TempDir) -> Vec<String> {
+pub fn base_args(
+    i: usize,
+    ip: IpAddr,
+    port: u16,
+    api: u16,
+    dir: &tempfile::TempDir,
+) -> Vec<String> {
     let data = dir.path().join(format!("n{i}"));
     vec![
         "--name".into(),
         format!("n{i}"),
         "--listen".into(),
-        format!("127.0.0.1:{port}"),
+        SocketAddr::new(ip, port).to_string(),
         "--api-listen".into(),
-        format!("127.0.0.1:{api}"),
+        SocketAddr::new(ip, api).to_string(),
         "--data-dir".into(),
         data.display().to_string(),
         "--token".into(),
@@ -316,9 +410,12 @@ fn base_args(i: usize, port: u16, api: u16, dir: &tempfile::TempDir) -> Vec<Stri
 }
 
 impl Agent {
-    fn new(i: usize, port: u16, api: u16, dir: &tempfile::TempDir, args: Vec<String>) -> Agent {
+    /// Agent `n{i}` on loopback (not started).
+    pub fn new(i: usize, port: u16, api: u16, dir: &tempfile::TempDir, args: Vec<String>) -> Agent {
         Agent {
             name: format!("n{i}"),
+            ip: LOOPBACK,
+            netns: None,
             port,
             api,
             data: dir.path().join(format!("n{i}")),
@@ -353,7 +450,7 @@ impl Cluster {
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let mut agents = Vec::new();
         for (i, &(port, api)) in ports.iter().enumerate() {
-            let mut args = base_args(i, port, api, &dir);
+            let mut args = base_args(i, LOOPBACK, port, api, &dir);
             for (j, &(p, _)) in ports.iter().enumerate() {
                 if j != i {
                     let addr = addr_of(i, j, SocketAddr::from(([127, 0, 0, 1], p)));
@@ -377,7 +474,7 @@ impl Cluster {
         let seed = format!("127.0.0.1:{}", ports[0].0);
         let mut agents = Vec::new();
         for (i, &(port, api)) in ports.iter().enumerate() {
-            let mut args = base_args(i, port, api, &dir);
+            let mut args = base_args(i, LOOPBACK, port, api, &dir);
             args.extend(["--seed".into(), seed.clone()]);
             args.extend(extra.iter().map(|s| s.to_string()));
             agents.push(Agent::new(i, port, api, &dir, args));

@@ -5,7 +5,7 @@
 use super::{Cluster, TOKEN};
 use std::fs;
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The placement view every agent of an `n`-agent test cluster holds
@@ -46,11 +46,11 @@ pub fn stripe_key_hex(identity: &str, stripe_size: u64, index: u64) -> String {
     h.finalize().to_hex().to_string()
 }
 
-/// Sends `GET target` with an `Authorization` header to a loopback port
-/// and returns the response's status code (0 if none came).
-pub fn http_status(port: u16, target: &str, authorization: &str) -> u16 {
+/// Sends `GET target` with an `Authorization` header to `addr` and
+/// returns the response's status code (0 if none came).
+pub fn http_status(addr: SocketAddr, target: &str, authorization: &str) -> u16 {
     use std::io::Read;
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut s) = TcpStream::connect(addr) else {
         return 0;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
@@ -116,7 +116,10 @@ pub fn warm_on_owners(
         let owner = successors_of(n, digest, i, 1)[0];
         let target = format!("{}?{}", shoal_agent::STRIPE_PATH, req.to_query());
         let auth = format!("Bearer {TOKEN}");
-        assert_eq!(http_status(cluster.agents[owner].port, &target, &auth), 200);
+        assert_eq!(
+            http_status(cluster.agents[owner].peer_addr(), &target, &auth),
+            200
+        );
         let key = stripe_key_hex(digest, stripe as u64, i);
         assert!(
             eventually(Duration::from_secs(30), || cluster.holders(&key)
