@@ -1,6 +1,7 @@
 //! The agent's settings: a TOML file, then environment variables, then
 //! flags (the CLI merges those two), each with a documented default.
 
+use crate::mirror::config::MirrorConfig;
 use serde::Deserialize;
 use shoal_membership::GossipConfig;
 use shoal_store::Budget;
@@ -127,6 +128,8 @@ pub struct AgentConfig {
     pub drain_ms: u64,
     /// Timeout bounds.
     pub timeouts: Timeouts,
+    /// The OCI mirror port and the registries it mirrors.
+    pub mirror: MirrorConfig,
 }
 
 impl Default for AgentConfig {
@@ -154,6 +157,7 @@ impl Default for AgentConfig {
             gossip: GossipConfig::default(),
             drain_ms: 10_000,
             timeouts: Timeouts::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod flight;
 pub mod members;
 pub mod metrics;
+pub mod mirror;
 pub mod node;
 pub mod object;
 pub mod origin;
@@ -45,7 +46,7 @@ pub async fn run(
             "no cluster token is set: anyone who can reach this address can use the peer protocol; set `token` or `token_file`"
         );
     }
-    let (listen, api_listen) = (c.listen, c.api_listen);
+    let (listen, api_listen, mirror_listen) = (c.listen, c.api_listen, c.mirror.listen);
     let drain = std::time::Duration::from_millis(c.drain_ms);
     let gossip = if c.peers.is_empty() {
         let (bind, _) = c.gossip_addrs();
@@ -81,7 +82,8 @@ pub async fn run(
     };
     let peer_l = bind(listen).await?;
     let api_l = bind(api_listen).await?;
-    tracing::info!(id = %node.id, peer = %listen, api = %api_listen, "agent listening");
+    let mirror_l = bind(mirror_listen).await?;
+    tracing::info!(id = %node.id, peer = %listen, api = %api_listen, mirror = %mirror_listen, "agent listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let leaving = node.clone();
     tokio::spawn(async move {
@@ -104,10 +106,12 @@ pub async fn run(
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let api = axum::serve(api_l, server::api_router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let servers = async { tokio::join!(peer, api) };
+    let mirror = axum::serve(mirror_l, mirror::router(node.clone()))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let servers = async { tokio::join!(peer, api, mirror) };
     tokio::pin!(servers);
     // Serve until stopped; then give transfers in progress `drain`.
-    let (a, b) = tokio::select! {
+    let (a, b, m) = tokio::select! {
         r = &mut servers => r,
         _ = async {
             stopped(stop_rx).await;
@@ -117,7 +121,7 @@ pub async fn run(
             return Ok(());
         }
     };
-    for r in [a, b] {
+    for r in [a, b, m] {
         if let Err(e) = r {
             tracing::error!("server: {e}");
         }

@@ -4,6 +4,7 @@
 use crate::config::Resolved;
 use crate::flight::Flight;
 use crate::metrics::Metrics;
+use crate::mirror::upstream::Registries;
 use crate::origin::{Origin, OriginError};
 use crate::peer::PeerClient;
 use arc_swap::ArcSwap;
@@ -40,6 +41,9 @@ pub enum StartError {
     /// Gossip would not start.
     #[error("gossip: {0}")]
     Gossip(String),
+    /// The mirror's settings are unusable.
+    #[error("mirror: {0}")]
+    Mirror(#[from] crate::mirror::upstream::UpstreamError),
     /// A listener would not bind.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -102,7 +106,8 @@ impl Node {
             cfg.token.clone(),
             metrics.clone(),
         );
-        let origin = Origin::new(c.origin_concurrency, metrics.clone())?;
+        let registries = Arc::new(Registries::new(&c.mirror)?);
+        let origin = Origin::new(c.origin_concurrency, metrics.clone(), registries)?;
         Ok(Arc::new(Node {
             id,
             membership: ArcSwap::from_pointee(membership),

@@ -86,7 +86,7 @@ impl ByteRange {
 }
 
 /// Starts reading `url` (optionally checked against `digest`) for this
-/// node's client.
+/// node's client, its size and validator from an origin HEAD.
 pub async fn open_object(
     node: &Arc<Node>,
     url: &str,
@@ -104,6 +104,16 @@ pub async fn open_object(
         validator: meta.validator,
         digest,
     };
+    open_spec(node, spec, range)
+}
+
+/// Starts reading an object already described (size known, for example
+/// from a manifest), with no request to the origin first.
+pub fn open_spec(
+    node: &Arc<Node>,
+    spec: ObjectSpec,
+    range: Option<ByteRange>,
+) -> Result<ObjectRead, ObjectError> {
     let (start, end) = match range {
         None => (0, spec.size),
         Some(r) => r

@@ -2,6 +2,7 @@
 //! reqwest and rustls, with a bound on concurrent requests per agent.
 
 use crate::metrics::Metrics;
+use crate::mirror::upstream::Registries;
 use crate::proto::ObjectSpec;
 use bytes::Bytes;
 use http::{StatusCode, header};
@@ -55,6 +56,8 @@ pub struct Origin {
     client: reqwest::Client,
     limit: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// Mirrored registries: their URLs get registry authentication.
+    registries: Arc<Registries>,
 }
 
 /// A response body being read, holding one of the concurrency slots.
@@ -77,8 +80,13 @@ fn validator(headers: &http::HeaderMap) -> Option<String> {
 }
 
 impl Origin {
-    /// A client allowing `concurrency` requests at once.
-    pub fn new(concurrency: usize, metrics: Arc<Metrics>) -> Result<Self, OriginError> {
+    /// A client allowing `concurrency` requests at once; URLs of
+    /// `registries` are sent with the authentication each asks for.
+    pub fn new(
+        concurrency: usize,
+        metrics: Arc<Metrics>,
+        registries: Arc<Registries>,
+    ) -> Result<Self, OriginError> {
         // reqwest is built without a default crypto provider; use ring's.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -91,7 +99,18 @@ impl Origin {
             client,
             limit: Arc::new(Semaphore::new(concurrency)),
             metrics,
+            registries,
         })
+    }
+
+    /// The underlying HTTP client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The mirrored registries.
+    pub fn registries(&self) -> &Registries {
+        &self.registries
     }
 
     async fn permit(&self) -> Result<OwnedSemaphorePermit, OriginError> {
@@ -106,7 +125,10 @@ impl Origin {
     pub async fn head(&self, url: &str) -> Result<ObjectMeta, OriginError> {
         let _permit = self.permit().await?;
         self.metrics.origin_requests.inc();
-        let resp = self.client.head(url).send().await.map_err(transport)?;
+        let resp = self
+            .registries
+            .send(&self.client, url, || self.client.head(url))
+            .await?;
         if !resp.status().is_success() {
             return Err(OriginError::Status(resp.status().as_u16()));
         }
@@ -132,13 +154,15 @@ impl Origin {
     ) -> Result<OriginBody, OriginError> {
         let permit = self.permit().await?;
         self.metrics.origin_requests.inc();
+        let range = format!("bytes={start}-{}", end - 1);
         let resp = self
-            .client
-            .get(&object.url)
-            .header(header::RANGE, format!("bytes={start}-{}", end - 1))
-            .send()
-            .await
-            .map_err(transport)?;
+            .registries
+            .send(&self.client, &object.url, || {
+                self.client
+                    .get(&object.url)
+                    .header(header::RANGE, range.as_str())
+            })
+            .await?;
         let whole = start == 0 && end == object.size;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_agent::AgentConfig;
 use shoal_agent::config::PeerConfig;
+use shoal_agent::mirror::config::RegistryConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -86,6 +87,17 @@ struct AgentArgs {
     /// Milliseconds transfers may take to finish after SIGTERM (default 10000).
     #[arg(long, env = "SHOAL_DRAIN_MS")]
     drain_ms: Option<u64>,
+    /// The OCI mirror port (default 127.0.0.1:7440).
+    #[arg(long, env = "SHOAL_MIRROR_LISTEN")]
+    mirror_listen: Option<SocketAddr>,
+    /// A registry to mirror, HOST or HOST=URL (`docker.io`,
+    /// `registry.local:5000=http://registry.local:5000`); repeat for each.
+    /// Others are refused, so clients go to them directly.
+    #[arg(long = "registry", env = "SHOAL_REGISTRIES", value_delimiter = ',')]
+    registries: Vec<String>,
+    /// A docker config.json with credentials per registry.
+    #[arg(long, env = "SHOAL_REGISTRY_CREDENTIALS")]
+    registry_credentials: Option<PathBuf>,
 }
 
 fn parse_peer(s: &str) -> Result<PeerConfig> {
@@ -130,6 +142,17 @@ impl AgentArgs {
         );
         if !self.seeds.is_empty() {
             c.seeds = self.seeds;
+        }
+        if let Some(l) = self.mirror_listen {
+            c.mirror.listen = l;
+        }
+        for r in &self.registries {
+            c.mirror
+                .registries
+                .push(RegistryConfig::parse(r).map_err(anyhow::Error::msg)?);
+        }
+        if self.registry_credentials.is_some() {
+            c.mirror.credentials_file = self.registry_credentials;
         }
         if self.gossip_listen.is_some() {
             c.gossip_listen = self.gossip_listen;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod gossip;
 pub mod netns;
+pub mod registry;
 mod stripes;
 #[allow(unused_imports)]
 pub use gossip::*;
@@ -400,6 +401,9 @@ pub fn base_args(
         SocketAddr::new(ip, port).to_string(),
         "--api-listen".into(),
         SocketAddr::new(ip, api).to_string(),
+        // Each agent's own OCI mirror port, so agents never collide there.
+        "--mirror-listen".into(),
+        SocketAddr::new(ip, free_port()).to_string(),
         "--data-dir".into(),
         data.display().to_string(),
         "--token".into(),

@@ -1,0 +1,373 @@
+//! The OCI distribution pull API on the mirror port, for containerd and
+//! other registry clients. Manifests and blobs are content addressed, so
+//! they travel through the stripe mesh like any object, identified by
+//! their digest: the registry sees each once for the whole fleet. Tags are
+//! resolved at the origin (HEAD), reused for a short TTL, and served stale
+//! while the origin fails.
+
+pub mod catalog;
+pub mod config;
+pub mod upstream;
+
+use crate::node::Node;
+use crate::object::{ByteRange, ObjectError, open_spec};
+use crate::origin::OriginError;
+use crate::proto::ObjectSpec;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use catalog::{Catalog, Freshness, Known};
+use futures_util::stream;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use shoal_oci::manifest::{MAX_MANIFEST, Manifest};
+use shoal_oci::{Digest, ErrorCode, Name, OciError, Reference, Route, route};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use upstream::Upstream;
+
+/// `Docker-Content-Digest`.
+const CONTENT_DIGEST: &str = "docker-content-digest";
+
+struct Mirror {
+    node: Arc<Node>,
+    catalog: Catalog,
+}
+
+/// The router of the mirror port.
+pub fn router(node: Arc<Node>) -> Router {
+    let c = &node.cfg.config.mirror;
+    let catalog = Catalog::new(
+        Duration::from_millis(c.tag_ttl_ms),
+        Duration::from_millis(c.stale_if_error_ms),
+    );
+    let m = Arc::new(Mirror { node, catalog });
+    Router::new().fallback(handle).with_state(m)
+}
+
+fn oci(e: OciError) -> Response {
+    let mut r = Response::new(Body::from(e.body()));
+    *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// An origin failure as the client should see it.
+fn from_origin(e: OriginError, unknown: ErrorCode) -> OciError {
+    match e {
+        OriginError::Status(404) => OciError::new(404, unknown, "not found at the origin"),
+        OriginError::Status(401) => OciError::new(
+            401,
+            ErrorCode::Unauthorized,
+            "the origin refused this agent's credentials (or it has none)",
+        ),
+        OriginError::Status(403) => {
+            OciError::new(403, ErrorCode::Denied, "the origin denied access")
+        }
+        OriginError::Status(429) => OciError::new(
+            429,
+            ErrorCode::Toomanyrequests,
+            "the origin is rate limiting",
+        ),
+        other => OciError::new(502, ErrorCode::Unavailable, other.to_string()),
+    }
+}
+
+async fn handle(
+    State(m): State<Arc<Mirror>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let head = method == Method::HEAD;
+    if method != Method::GET && !head {
+        return oci(OciError::new(
+            405,
+            ErrorCode::Unsupported,
+            "this is a pull-through mirror: only GET and HEAD are served",
+        ));
+    }
+    if m.node.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return oci(OciError::new(503, ErrorCode::Unavailable, "draining"));
+    }
+    let result = match route(uri.path()) {
+        Err(e) => Err(e.into()),
+        Ok(Route::Base) => Ok(Response::builder()
+            .header("docker-distribution-api-version", "registry/2.0")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap_or_default()),
+        Ok(Route::Unsupported(what)) => Err(OciError::new(
+            405,
+            ErrorCode::Unsupported,
+            format!("this is a pull-through mirror: {what} is not offered"),
+        )),
+        Ok(Route::Manifest(name, reference)) => match m.upstream(query.get("ns")) {
+            Err(e) => Err(e),
+            Ok(up) => m.manifest(&up, &name, reference, head).await,
+        },
+        Ok(Route::Blob(name, digest)) => match m.upstream(query.get("ns")) {
+            Err(e) => Err(e),
+            Ok(up) => m.blob(&up, &name, digest, head, &headers).await,
+        },
+    };
+    result.unwrap_or_else(oci)
+}
+
+impl Mirror {
+    fn upstream(&self, ns: Option<&String>) -> Result<Upstream, OciError> {
+        self.node
+            .origin
+            .registries()
+            .select(ns.map(String::as_str))
+            .cloned()
+            .ok_or_else(|| {
+                OciError::new(
+                    404,
+                    ErrorCode::NameUnknown,
+                    format!(
+                        "registry {} is not mirrored here; ask it directly",
+                        ns.map_or("(default)", String::as_str)
+                    ),
+                )
+            })
+    }
+
+    /// HEADs a manifest at the origin: its digest, size and type.
+    async fn head_manifest(&self, url: &str) -> Result<(Digest, Known), OriginError> {
+        let origin = &self.node.origin;
+        let client = origin.client();
+        let resp = origin
+            .registries()
+            .send(client, url, || client.head(url))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(OriginError::Status(resp.status().as_u16()));
+        }
+        let h = resp.headers();
+        let text = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let size = text(header::CONTENT_LENGTH.as_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| OriginError::Protocol("manifest HEAD gave no Content-Length".into()))?;
+        let digest = text(CONTENT_DIGEST)
+            .and_then(|d| Digest::parse(&d).ok())
+            .ok_or_else(|| {
+                OriginError::Protocol("manifest HEAD gave no valid Docker-Content-Digest".into())
+            })?;
+        let media_type = text(header::CONTENT_TYPE.as_str());
+        Ok((digest, Known { size, media_type }))
+    }
+
+    async fn resolve_tag(
+        &self,
+        up: &Upstream,
+        name: &Name,
+        tag: &str,
+    ) -> Result<(Digest, Known), OciError> {
+        let cached = self.catalog.tag(&up.host, name.as_str(), tag);
+        if let Some((r, Freshness::Fresh)) = &cached {
+            return Ok((r.digest.clone(), r.known.clone()));
+        }
+        let url = up.url(&format!("{name}/manifests/{tag}"));
+        match self.head_manifest(&url).await {
+            Ok((digest, known)) => {
+                self.catalog
+                    .set_tag(&up.host, name.as_str(), tag, digest.clone(), known.clone());
+                Ok((digest, known))
+            }
+            Err(e) => match cached {
+                Some((r, _)) if e.transient() => {
+                    tracing::warn!(%url, "origin failed ({e}); serving the tag's last resolution");
+                    Ok((r.digest, r.known))
+                }
+                _ => Err(from_origin(e, ErrorCode::ManifestUnknown)),
+            },
+        }
+    }
+
+    async fn manifest(
+        &self,
+        up: &Upstream,
+        name: &Name,
+        reference: Reference,
+        head: bool,
+    ) -> Result<Response, OciError> {
+        let (digest, known) = match reference {
+            Reference::Tag(t) => self.resolve_tag(up, name, &t).await?,
+            Reference::Digest(d) => match self.catalog.known(&d) {
+                Some(k) if k.media_type.is_some() => (d, k),
+                _ => {
+                    let url = up.url(&format!("{name}/manifests/{d}"));
+                    let (got, k) = self
+                        .head_manifest(&url)
+                        .await
+                        .map_err(|e| from_origin(e, ErrorCode::ManifestUnknown))?;
+                    if got != d {
+                        return Err(OciError::new(
+                            502,
+                            ErrorCode::Unavailable,
+                            format!("the origin answered {got} for manifest {d}"),
+                        ));
+                    }
+                    self.catalog.learn(&d, k.clone());
+                    (d, k)
+                }
+            },
+        };
+        if known.size > MAX_MANIFEST {
+            return Err(OciError::new(
+                502,
+                ErrorCode::Unavailable,
+                format!(
+                    "manifest of {} bytes is larger than {MAX_MANIFEST}",
+                    known.size
+                ),
+            ));
+        }
+        let media_type = known
+            .media_type
+            .clone()
+            .unwrap_or_else(|| shoal_oci::manifest::OCI_MANIFEST.into());
+        let builder = Response::builder()
+            .header(header::CONTENT_TYPE, media_type.as_str())
+            .header(header::CONTENT_LENGTH, known.size)
+            .header(CONTENT_DIGEST, digest.to_string());
+        if head {
+            return Ok(builder.body(Body::empty()).unwrap_or_default());
+        }
+        let bytes = self.fetch_manifest(up, name, &digest, known.size).await?;
+        if let Ok(parsed) = Manifest::parse(&bytes) {
+            for d in parsed.references {
+                self.catalog.learn(
+                    &d.digest,
+                    Known {
+                        size: d.size,
+                        media_type: None,
+                    },
+                );
+            }
+        }
+        Ok(builder.body(Body::from(bytes)).unwrap_or_default())
+    }
+
+    /// A manifest's bytes through the mesh, checked against its digest.
+    async fn fetch_manifest(
+        &self,
+        up: &Upstream,
+        name: &Name,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        let spec = ObjectSpec {
+            url: up.url(&format!("{name}/manifests/{digest}")),
+            size,
+            validator: None,
+            digest: Some(digest.to_string()),
+        };
+        let unavailable = |m: String| OciError::new(502, ErrorCode::Unavailable, m);
+        let mut read = open_spec(&self.node, spec, None).map_err(|e| unavailable(e.to_string()))?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        while let Some(chunk) = read.body.recv().await {
+            let chunk = chunk.map_err(|e| unavailable(format!("manifest {digest}: {e}")))?;
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() as u64 != size || !digest.matches(&bytes) {
+            return Err(unavailable(format!(
+                "manifest {digest}: the bytes received do not match the digest"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    async fn blob(
+        &self,
+        up: &Upstream,
+        name: &Name,
+        digest: Digest,
+        head: bool,
+        headers: &HeaderMap,
+    ) -> Result<Response, OciError> {
+        let url = up.url(&format!("{name}/blobs/{digest}"));
+        let size = match self.catalog.known(&digest) {
+            Some(k) => k.size,
+            None => {
+                let meta = self
+                    .node
+                    .origin
+                    .head(&url)
+                    .await
+                    .map_err(|e| from_origin(e, ErrorCode::BlobUnknown))?;
+                self.catalog.learn(
+                    &digest,
+                    Known {
+                        size: meta.size,
+                        media_type: None,
+                    },
+                );
+                meta.size
+            }
+        };
+        let range = match headers.get(header::RANGE) {
+            None => None,
+            Some(v) => Some(v.to_str().ok().and_then(ByteRange::parse).ok_or_else(|| {
+                OciError::new(
+                    416,
+                    ErrorCode::RangeInvalid,
+                    "only one range of the form bytes=a-b, bytes=a- or bytes=-n is served",
+                )
+            })?),
+        };
+        let base = |status: StatusCode, len: u64| {
+            Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, len)
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header(CONTENT_DIGEST, digest.to_string())
+        };
+        if head {
+            return Ok(base(StatusCode::OK, size)
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+        let spec = ObjectSpec {
+            url,
+            size,
+            validator: None,
+            digest: Some(digest.to_string()),
+        };
+        let read = match open_spec(&self.node, spec, range) {
+            Ok(r) => r,
+            Err(ObjectError::Range { size }) => {
+                let mut r = oci(OciError::new(
+                    416,
+                    ErrorCode::RangeInvalid,
+                    format!("range not satisfiable for a blob of {size} bytes"),
+                ));
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(r);
+            }
+            Err(e) => return Err(OciError::new(502, ErrorCode::Unavailable, e.to_string())),
+        };
+        let mut builder = match range {
+            None => base(StatusCode::OK, size),
+            Some(_) => base(StatusCode::PARTIAL_CONTENT, read.end - read.start).header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", read.start, read.end.saturating_sub(1)),
+            ),
+        };
+        builder = builder.header(header::CACHE_CONTROL, "max-age=31536000");
+        let body = stream::unfold(read.body, |mut rx| async move {
+            let item = rx.recv().await?;
+            Some((item, rx))
+        });
+        Ok(builder.body(Body::from_stream(body)).unwrap_or_default())
+    }
+}

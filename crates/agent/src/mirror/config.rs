@@ -1,0 +1,118 @@
+//! Settings of the OCI mirror port: which registries are mirrored and how
+//! the agent reaches and authenticates to each.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// One mirrored registry.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The registry as image references and containerd's `?ns=` name it:
+    /// `docker.io`, `ghcr.io`, `registry.example:5000`.
+    pub host: String,
+    /// Its API base URL (default `https://<host>`; for `docker.io`,
+    /// `https://registry-1.docker.io`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Username, overriding the credentials file.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password or token, with `username`.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl RegistryConfig {
+    /// A registry given as `HOST` or `HOST=URL` on the command line.
+    pub fn parse(s: &str) -> Result<RegistryConfig, String> {
+        let (host, url) = match s.split_once('=') {
+            Some((h, u)) => (h, Some(u.to_owned())),
+            None => (s, None),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("registry {s:?}: expected HOST or HOST=URL"));
+        }
+        if let Some(u) = &url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(format!(
+                "registry {s:?}: the URL must be http:// or https://"
+            ));
+        }
+        Ok(RegistryConfig {
+            host: host.to_owned(),
+            url,
+            username: None,
+            password: None,
+        })
+    }
+
+    /// The API base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None if self.host == "docker.io" => "https://registry-1.docker.io".into(),
+            None => format!("https://{}", self.host),
+        }
+    }
+}
+
+/// The `[mirror]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorConfig {
+    /// Where the OCI pull API listens (default `127.0.0.1:7440`); keep it
+    /// on loopback or a node-local address: it needs no token.
+    pub listen: SocketAddr,
+    /// The registries mirrored; requests for any other get an error at
+    /// once, so containerd falls back to the registry itself.
+    pub registries: Vec<RegistryConfig>,
+    /// The registry for requests without `?ns=` (default: the first).
+    pub default_registry: Option<String>,
+    /// How long a tag's resolution is reused (default 30000).
+    pub tag_ttl_ms: u64,
+    /// How long past its TTL a tag's last resolution may still be served
+    /// while the origin fails (default 86400000, a day; 0 turns it off).
+    pub stale_if_error_ms: u64,
+    /// A docker `config.json` with credentials per registry.
+    pub credentials_file: Option<PathBuf>,
+    /// An extra CA certificate (PEM) trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7440)),
+            registries: Vec::new(),
+            default_registry: None,
+            tag_ttl_ms: 30_000,
+            stale_if_error_ms: 86_400_000,
+            credentials_file: None,
+            ca_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_from_the_command_line() {
+        let r = RegistryConfig::parse("docker.io").unwrap();
+        assert_eq!(r.base_url(), "https://registry-1.docker.io");
+        let r = RegistryConfig::parse("127.0.0.1:5000=http://127.0.0.1:5000/").unwrap();
+        assert_eq!(r.host, "127.0.0.1:5000");
+        assert_eq!(r.base_url(), "http://127.0.0.1:5000");
+        assert_eq!(
+            RegistryConfig::parse("ghcr.io").unwrap().base_url(),
+            "https://ghcr.io"
+        );
+        assert!(RegistryConfig::parse("a/b").is_err());
+        assert!(RegistryConfig::parse("x=ftp://y").is_err());
+        assert!(RegistryConfig::parse("").is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! The mirrored registries: the allow-list, and requests to them with the
+//! authentication each asks for (anonymous, Basic, or the Bearer token
+//! flow with a token per repository scope, reused until it expires).
+//! Redirects to blob storage on another host go without `Authorization`
+//! (reqwest strips it on a cross-host redirect).
+
+use super::config::MirrorConfig;
+use crate::origin::OriginError;
+use http::{StatusCode, header};
+use shoal_oci::auth::{Challenge, Credential, TokenResponse, normalize_host, parse_docker_config};
+use shoal_oci::manifest::MANIFEST_ACCEPT;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One registry on the allow-list.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Its name in image references (`docker.io`).
+    pub host: String,
+    /// Its API base URL, without a trailing slash.
+    pub base: String,
+    credential: Option<Credential>,
+}
+
+impl Upstream {
+    /// The URL of `/v2/<rest>` on this registry.
+    pub fn url(&self, rest: &str) -> String {
+        format!("{}/v2/{rest}", self.base)
+    }
+}
+
+/// What to send in `Authorization`.
+#[derive(Clone)]
+enum Auth {
+    Basic,
+    Bearer(String),
+}
+
+/// Why the mirror could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The credentials file could not be read or parsed.
+    #[error("{path}: {message}")]
+    Credentials {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Authorization by (registry host, scope), with when it expires; Basic
+/// is kept under an empty scope.
+type AuthCache = HashMap<(String, String), (Auth, Option<Instant>)>;
+
+/// Every mirrored registry, with the tokens obtained so far.
+pub struct Registries {
+    list: Vec<Upstream>,
+    default: Option<usize>,
+    auth: Mutex<AuthCache>,
+}
+
+impl Registries {
+    /// The allow-list from the settings, with credentials from the
+    /// settings or the credentials file.
+    pub fn new(cfg: &MirrorConfig) -> Result<Registries, UpstreamError> {
+        let file = match &cfg.credentials_file {
+            None => Default::default(),
+            Some(p) => {
+                let err = |message: String| UpstreamError::Credentials {
+                    path: p.display().to_string(),
+                    message,
+                };
+                let text = std::fs::read_to_string(p).map_err(|e| err(e.to_string()))?;
+                parse_docker_config(&text).map_err(|e| err(e.to_string()))?
+            }
+        };
+        let list: Vec<Upstream> = cfg
+            .registries
+            .iter()
+            .map(|r| Upstream {
+                host: r.host.clone(),
+                base: r.base_url(),
+                credential: match (&r.username, &r.password) {
+                    (Some(u), Some(p)) => Some(Credential {
+                        username: u.clone(),
+                        password: p.clone(),
+                    }),
+                    _ => file.get(&normalize_host(&r.host)).cloned(),
+                },
+            })
+            .collect();
+        let default = match &cfg.default_registry {
+            Some(h) => list.iter().position(|u| &u.host == h),
+            None if list.is_empty() => None,
+            None => Some(0),
+        };
+        Ok(Registries {
+            list,
+            default,
+            auth: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The registry a request names with `?ns=` (or the default), if it
+    /// is on the allow-list.
+    pub fn select(&self, ns: Option<&str>) -> Option<&Upstream> {
+        match ns {
+            Some(ns) => {
+                let ns = normalize_host(ns);
+                self.list.iter().find(|u| normalize_host(&u.host) == ns)
+            }
+            None => self.default.and_then(|i| self.list.get(i)),
+        }
+    }
+
+    /// The registry a URL belongs to, and the repository scope its path
+    /// needs (`repository:<name>:pull`).
+    fn owner_of(&self, url: &str) -> Option<(&Upstream, Option<String>)> {
+        let up = self
+            .list
+            .iter()
+            .find(|u| url.starts_with(&u.base) && url[u.base.len()..].starts_with("/v2/"))?;
+        let path = &url[up.base.len()..];
+        let path = path.split('?').next().unwrap_or(path);
+        let scope = match shoal_oci::route(path) {
+            Ok(shoal_oci::Route::Blob(n, _) | shoal_oci::Route::Manifest(n, _)) => {
+                Some(format!("repository:{n}:pull"))
+            }
+            _ => None,
+        };
+        Some((up, scope))
+    }
+
+    fn cached(&self, host: &str, scope: &str) -> Option<Auth> {
+        let map = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        [scope, ""].iter().find_map(|s| {
+            map.get(&(host.to_owned(), (*s).to_owned()))
+                .filter(|(_, until)| until.is_none_or(|u| u > now))
+                .map(|(a, _)| a.clone())
+        })
+    }
+
+    fn apply(
+        req: reqwest::RequestBuilder,
+        auth: &Auth,
+        cred: Option<&Credential>,
+    ) -> reqwest::RequestBuilder {
+        match (auth, cred) {
+            (Auth::Bearer(t), _) => req.bearer_auth(t),
+            (Auth::Basic, Some(c)) => req.basic_auth(&c.username, Some(&c.password)),
+            (Auth::Basic, None) => req,
+        }
+    }
+
+    /// Sends the request `make` builds for `url`. For a mirrored registry
+    /// it adds the manifest `Accept` list, a cached token, and on a 401
+    /// answers the challenge once and retries; other URLs go as they are.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OriginError> {
+        let transport = |e: reqwest::Error| OriginError::Transport(e.to_string());
+        let Some((up, scope)) = self.owner_of(url) else {
+            return make().send().await.map_err(transport);
+        };
+        let scope = scope.unwrap_or_default();
+        let build = || {
+            let req = make();
+            if url.contains("/manifests/") {
+                req.header(header::ACCEPT, MANIFEST_ACCEPT)
+            } else {
+                req
+            }
+        };
+        let mut req = build();
+        if let Some(a) = self.cached(&up.host, &scope) {
+            req = Self::apply(req, &a, up.credential.as_ref());
+        }
+        let resp = req.send().await.map_err(transport)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let Some(challenge) = resp
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Challenge::parse(v).ok())
+        else {
+            return Ok(resp);
+        };
+        let auth = match challenge {
+            Challenge::Basic if up.credential.is_some() => {
+                self.remember(&up.host, "", Auth::Basic, None);
+                Auth::Basic
+            }
+            Challenge::Basic => return Ok(resp),
+            Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            } => {
+                let scope_q = asked.unwrap_or_else(|| scope.clone());
+                let (token, secs) = self
+                    .token(client, up, &realm, service.as_deref(), &scope_q)
+                    .await?;
+                let auth = Auth::Bearer(token);
+                let until = Instant::now() + Duration::from_secs(secs);
+                self.remember(&up.host, &scope, auth.clone(), Some(until));
+                auth
+            }
+        };
+        Self::apply(build(), &auth, up.credential.as_ref())
+            .send()
+            .await
+            .map_err(transport)
+    }
+
+    fn remember(&self, host: &str, scope: &str, auth: Auth, until: Option<Instant>) {
+        self.auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((host.to_owned(), scope.to_owned()), (auth, until));
+    }
+
+    /// A token from the registry's token endpoint: (token, usable seconds).
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        up: &Upstream,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(String, u64), OriginError> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        if !scope.is_empty() {
+            query.push(("scope", scope));
+        }
+        let mut req = client.get(realm).query(&query);
+        if let Some(c) = &up.credential {
+            req = req.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| OriginError::Transport(format!("token endpoint {realm}: {e}")))?;
+        if !resp.status().is_success() {
+            // 401 or 403 from the token endpoint: the credentials were
+            // refused (or are missing); the caller sees the registry's 401.
+            return Err(OriginError::Status(StatusCode::UNAUTHORIZED.as_u16()));
+        }
+        let t: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| OriginError::Protocol(format!("token endpoint {realm}: {e}")))?;
+        let token = t.bearer().ok_or_else(|| {
+            OriginError::Protocol(format!("token endpoint {realm} sent no token"))
+        })?;
+        Ok((token.to_owned(), t.usable_secs()))
+    }
+}

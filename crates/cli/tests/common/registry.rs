@@ -1,0 +1,199 @@
+//! A real registry for tests: Debian's `docker-registry` on loopback with
+//! its access log kept, and images built on disk as OCI layouts (real
+//! gzip'd tar layers) and pushed with `skopeo`. `scripts/test` installs
+//! both.
+
+use super::{free_port, random_bytes, wait_listening};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A `docker-registry` process.
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Registry {
+    /// An open registry on a free loopback port.
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: shoal-test\n",
+            dir.path().join("data").display()
+        );
+        fs::write(dir.path().join("config.yml"), cfg).unwrap();
+        let access = fs::File::create(dir.path().join("access.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(access)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/test installs it)");
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "docker-registry");
+        Registry { dir, port, child }
+    }
+
+    /// `127.0.0.1:PORT`, as image references name it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes the OCI layout at `layout` as `name:tag` with skopeo.
+    pub fn push(&self, layout: &Path, name: &str, tag: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false", "--quiet"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{name}:{tag}", self.host()))
+            .output()
+            .expect("skopeo (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `(method, target, status, bytes)` of every request so far.
+    pub fn log(&self) -> Vec<(String, String, u16, u64)> {
+        let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let req = l.split('"').nth(1)?;
+                let mut r = req.split(' ');
+                let (method, target) = (r.next()?.to_owned(), r.next()?.to_owned());
+                let mut after = l.split('"').nth(2)?.split_whitespace();
+                let status = after.next()?.parse().ok()?;
+                let bytes = after.next()?.parse().unwrap_or(0);
+                Some((method, target, status, bytes))
+            })
+            .collect()
+    }
+
+    /// Body bytes served by GETs of blob `digest` (any repository).
+    pub fn blob_bytes(&self, digest: &str) -> u64 {
+        let suffix = format!("/blobs/{digest}");
+        self.log()
+            .iter()
+            .filter(|(m, t, s, _)| {
+                m == "GET" && t.split('?').next().unwrap_or("").ends_with(&suffix) && *s < 300
+            })
+            .map(|r| r.3)
+            .sum()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An image written as an OCI layout.
+pub struct Image {
+    /// The manifest's digest.
+    pub manifest: String,
+    /// `(digest, size)` of the config and each layer.
+    pub blobs: Vec<(String, u64)>,
+}
+
+fn sha256_file(p: &Path) -> String {
+    super::sha256(&fs::read(p).unwrap())
+}
+
+/// Builds an OCI layout at `dir` with one layer per entry of
+/// `layer_sizes` (a file of that many random bytes, tarred and gzipped;
+/// random data does not compress, so the layer is about that size).
+pub fn build_image(dir: &Path, tag: &str, layer_sizes: &[usize], seed: u64) -> Image {
+    let blobs_dir = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs_dir).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let put = |path: &Path| -> (String, u64) {
+        let digest = sha256_file(path);
+        let size = fs::metadata(path).unwrap().len();
+        fs::copy(path, blobs_dir.join(&digest["sha256:".len()..])).unwrap();
+        (digest, size)
+    };
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (i, &size) in layer_sizes.iter().enumerate() {
+        let root = work.path().join(format!("l{i}"));
+        fs::create_dir_all(root.join(format!("data{i}"))).unwrap();
+        fs::write(
+            root.join(format!("data{i}/random.bin")),
+            random_bytes(size, seed + i as u64),
+        )
+        .unwrap();
+        let tar = work.path().join(format!("l{i}.tar"));
+        let ok = Command::new("tar")
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@0",
+                "-C",
+            ])
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar failed");
+        diff_ids.push(sha256_file(&tar));
+        let ok = Command::new("gzip")
+            .args(["-n", "-1", "-f"])
+            .arg(&tar)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "gzip failed");
+        layers.push(put(&tar.with_extension("tar.gz")));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config_path = work.path().join("config.json");
+    fs::write(&config_path, config.to_string()).unwrap();
+    let config_blob = put(&config_path);
+    let layer_json: Vec<_> = layers
+        .iter()
+        .map(|(d, s)| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s})
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_blob.0, "size": config_blob.1},
+        "layers": layer_json,
+    });
+    let manifest_path = work.path().join("manifest.json");
+    fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let (manifest_digest, manifest_size) = put(&manifest_path);
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    let mut blobs = vec![config_blob];
+    blobs.extend(layers);
+    Image {
+        manifest: manifest_digest,
+        blobs,
+    }
+}

@@ -1,0 +1,281 @@
+//! The OCI mirror port against a real registry (`docker-registry`, image
+//! pushed with `skopeo`), checked with raw HTTP: manifests by tag and
+//! digest, blobs through the mesh fetched from the registry once, HEAD and
+//! Range as the distribution spec says, and clear errors for bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::registry::{Registry, build_image};
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+const MIB: usize = 1 << 20;
+
+/// A response: status, headers (lowercase names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn error_code(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// Sends one request with `Connection: close` and reads the whole answer.
+fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn mirror_addr(a: &Agent) -> SocketAddr {
+    let i = a.args.iter().position(|x| x == "--mirror-listen").unwrap();
+    a.args[i + 1].parse().unwrap()
+}
+
+const ACCEPT: (&str, &str) = (
+    "Accept",
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+);
+
+#[test]
+fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    // Three layers, one larger than a stripe (4 MiB here).
+    let image = build_image(layout.path(), "v1", &[9 * MIB, 2 * MIB, 300_000], 5);
+    registry.push(layout.path(), "team/app", "v1");
+    let host = registry.host();
+    let reg = format!("{host}=http://{host}");
+    let cluster = Cluster::new(
+        3,
+        &[
+            "--stripe-size",
+            "4MiB",
+            "--store-budget",
+            "1GiB",
+            "--registry",
+            &reg,
+        ],
+    );
+    let ns = format!("?ns={}", host.replace(':', "%3A"));
+
+    // Every agent resolves the tag and serves the manifest it names.
+    for a in &cluster.agents {
+        let m = mirror_addr(a);
+        let r = request(
+            m,
+            "GET",
+            &format!("/v2/team/app/manifests/v1{ns}"),
+            &[ACCEPT],
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.header("docker-content-digest"),
+            Some(image.manifest.as_str())
+        );
+        assert_eq!(sha256(&r.body), image.manifest);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+    }
+
+    // All three read every blob at once.
+    let reads: Vec<_> = cluster
+        .agents
+        .iter()
+        .flat_map(|a| image.blobs.iter().map(move |b| (mirror_addr(a), b.clone())))
+        .map(|(m, (digest, size))| {
+            let target = format!("/v2/team/app/blobs/{digest}{ns}");
+            std::thread::spawn(move || {
+                let r = request(m, "GET", &target, &[]);
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                assert_eq!(r.body.len() as u64, size);
+                assert_eq!(sha256(&r.body), digest);
+                assert_eq!(r.header("docker-content-digest"), Some(digest.as_str()));
+            })
+        })
+        .collect();
+    for t in reads {
+        t.join().unwrap();
+    }
+    for (digest, size) in &image.blobs {
+        assert_eq!(
+            registry.blob_bytes(digest),
+            *size,
+            "blob {digest} was not read from the registry exactly once"
+        );
+    }
+
+    let m = mirror_addr(&cluster.agents[1]);
+    let (big, big_size) = image.blobs[1].clone();
+    let blob = format!("/v2/team/app/blobs/{big}{ns}");
+    // HEAD: the size and digest, no body.
+    let r = request(m, "HEAD", &blob, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(big_size.to_string().as_str())
+    );
+    assert_eq!(r.header("accept-ranges"), Some("bytes"));
+    assert!(r.body.is_empty());
+    // One range, across a stripe boundary.
+    let (a, b) = (4 * MIB as u64 - 10, 4 * MIB as u64 + 9);
+    let r = request(m, "GET", &blob, &[("Range", &format!("bytes={a}-{b}"))]);
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes {a}-{b}/{big_size}").as_str())
+    );
+    assert_eq!(r.body.len(), 20);
+    let whole = request(m, "GET", &blob, &[]).body;
+    assert_eq!(r.body, whole[a as usize..=b as usize]);
+    // Unsatisfiable and malformed ranges.
+    let r = request(m, "GET", &blob, &[("Range", &format!("bytes={big_size}-"))]);
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{big_size}").as_str())
+    );
+    let r = request(m, "GET", &blob, &[("Range", "bytes=1-2,5-6")]);
+    assert_eq!(r.status, 416);
+    // The manifest by digest, and HEAD by tag.
+    let r = request(
+        m,
+        "GET",
+        &format!("/v2/team/app/manifests/{}{ns}", image.manifest),
+        &[ACCEPT],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), image.manifest);
+    let r = request(
+        m,
+        "HEAD",
+        &format!("/v2/team/app/manifests/v1{ns}"),
+        &[ACCEPT],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("docker-content-digest"),
+        Some(image.manifest.as_str())
+    );
+    assert!(r.body.is_empty());
+}
+
+#[test]
+fn bad_requests_get_oci_errors() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let reg = format!("{host}=http://{host}");
+    let cluster = Cluster::new(1, &["--registry", &reg]);
+    let m = mirror_addr(&cluster.agents[0]);
+    let ns = format!("?ns={}", host.replace(':', "%3A"));
+    let zero = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("GET", "/v2/".into(), 200, ""),
+        (
+            "GET",
+            format!("/v2/Bad/blobs/{zero}{ns}"),
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            format!("/v2/a/../b/blobs/{zero}{ns}"),
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "GET",
+            format!("/v2/a/blobs/sha256:123{ns}"),
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "GET",
+            format!("/v2/a/manifests/-bad{ns}"),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "GET",
+            format!("/v2/a/blobs/{zero}{ns}"),
+            404,
+            "BLOB_UNKNOWN",
+        ),
+        (
+            "GET",
+            format!("/v2/a/manifests/latest{ns}"),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            "GET",
+            format!("/v2/a/blobs/{zero}?ns=elsewhere.io"),
+            404,
+            "NAME_UNKNOWN",
+        ),
+        (
+            "POST",
+            format!("/v2/a/blobs/uploads/{ns}"),
+            405,
+            "UNSUPPORTED",
+        ),
+        ("GET", "/v2/_catalog".into(), 405, "UNSUPPORTED"),
+        ("GET", format!("/v2/a/tags/list{ns}"), 405, "UNSUPPORTED"),
+    ];
+    for (method, target, status, code) in cases {
+        let r = request(m, method, &target, &[ACCEPT]);
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        if !code.is_empty() {
+            assert_eq!(r.error_code(), code, "{method} {target}");
+        }
+    }
+}
