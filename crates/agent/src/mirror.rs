@@ -81,9 +81,16 @@ async fn handle(
     State(m): State<Arc<Mirror>>,
     method: Method,
     uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Query(query)) = query else {
+        return oci(OciError::new(
+            400,
+            ErrorCode::Unsupported,
+            "the query string is not valid (expected ?ns=<registry>)",
+        ));
+    };
     let head = method == Method::HEAD;
     if method != Method::GET && !head {
         return oci(OciError::new(
@@ -95,8 +102,11 @@ async fn handle(
     if m.node.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return oci(OciError::new(503, ErrorCode::Unavailable, "draining"));
     }
-    let result = match route(uri.path()) {
-        Err(e) => Err(e.into()),
+    let result = match route(uri.path())
+        .map_err(OciError::from)
+        .and_then(sha256_only)
+    {
+        Err(e) => Err(e),
         Ok(Route::Base) => Ok(Response::builder()
             .header("docker-distribution-api-version", "registry/2.0")
             .header(header::CONTENT_TYPE, "application/json")
@@ -117,6 +127,25 @@ async fn handle(
         },
     };
     result.unwrap_or_else(oci)
+}
+
+/// Refuses digests other than SHA-256: the mesh checks objects against
+/// SHA-256 only, so anything else goes to the registry directly (the
+/// error makes containerd do that).
+fn sha256_only(r: Route) -> Result<Route, OciError> {
+    let d = match &r {
+        Route::Blob(_, d) | Route::Manifest(_, Reference::Digest(d)) => d,
+        _ => return Ok(r),
+    };
+    if d.algorithm() == shoal_oci::Algorithm::Sha256 {
+        Ok(r)
+    } else {
+        Err(OciError::new(
+            400,
+            ErrorCode::Unsupported,
+            format!("{d}: this mirror serves sha256 content only"),
+        ))
+    }
 }
 
 impl Mirror {
