@@ -93,6 +93,9 @@ pub struct AgentConfig {
     pub min_copies: usize,
     /// Concurrent origin requests (default 8).
     pub origin_concurrency: usize,
+    /// Extra CA certificates (PEM) trusted for origins and registries,
+    /// besides the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// Concurrent inbound stripe requests before a fast 503 (default 256).
     pub inbound_limit: usize,
     /// Concurrent requests to one peer (default 32).
@@ -144,6 +147,7 @@ impl Default for AgentConfig {
             stripe_size: "64MiB".into(),
             min_copies: 2,
             origin_concurrency: 8,
+            ca_file: None,
             inbound_limit: 256,
             peer_inflight: 32,
             readahead: 4,

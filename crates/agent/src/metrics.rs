@@ -63,6 +63,8 @@ pub struct Metrics {
     pub store_evictions: Gauge,
     /// Requests refused with 503 because inbound capacity was full.
     pub inbound_rejected: Counter,
+    /// Whole objects whose bytes did not match their digest.
+    pub digest_mismatches: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +81,7 @@ impl Default for Metrics {
             store_bytes: Gauge::default(),
             store_evictions: Gauge::default(),
             inbound_rejected: Counter::default(),
+            digest_mismatches: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -115,6 +118,11 @@ impl Default for Metrics {
             "breaker_open",
             "1 while a peer's circuit breaker is open",
             m.breaker_open.clone(),
+        );
+        registry.register(
+            "digest_mismatches",
+            "Whole objects whose bytes did not match their digest (purged and refetched)",
+            m.digest_mismatches.clone(),
         );
         registry.register(
             "store_bytes",

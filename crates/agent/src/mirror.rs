@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod config;
+mod offline;
 pub mod upstream;
 
 use crate::node::Node;
@@ -231,19 +232,7 @@ impl Mirror {
             Reference::Digest(d) => match self.catalog.known(&d) {
                 Some(k) if k.media_type.is_some() => (d, k),
                 _ => {
-                    let url = up.url(&format!("{name}/manifests/{d}"));
-                    let (got, k) = self
-                        .head_manifest(&url)
-                        .await
-                        .map_err(|e| from_origin(e, ErrorCode::ManifestUnknown))?;
-                    if got != d {
-                        return Err(OciError::new(
-                            502,
-                            ErrorCode::Unavailable,
-                            format!("the origin answered {got} for manifest {d}"),
-                        ));
-                    }
-                    self.catalog.learn(&d, k.clone());
+                    let k = self.manifest_by_digest(up, name, &d).await?;
                     (d, k)
                 }
             },
@@ -282,6 +271,51 @@ impl Mirror {
             }
         }
         Ok(builder.body(Body::from(bytes)).unwrap_or_default())
+    }
+
+    /// Size and type of a manifest named by digest that this node has not
+    /// served: from an origin HEAD, or, while the origin fails, from the
+    /// nodes holding its stripes and the manifest's own `mediaType`.
+    async fn manifest_by_digest(
+        &self,
+        up: &Upstream,
+        name: &Name,
+        d: &Digest,
+    ) -> Result<Known, OciError> {
+        let url = up.url(&format!("{name}/manifests/{d}"));
+        let known = match self.head_manifest(&url).await {
+            Ok((got, k)) if &got == d => k,
+            Ok((got, _)) => {
+                return Err(OciError::new(
+                    502,
+                    ErrorCode::Unavailable,
+                    format!("the origin answered {got} for manifest {d}"),
+                ));
+            }
+            Err(e) if e.transient() => {
+                let spec = ObjectSpec {
+                    url,
+                    size: 0,
+                    validator: None,
+                    digest: Some(d.to_string()),
+                };
+                let Some(size) = offline::size_from_mesh(&self.node, &spec).await else {
+                    return Err(from_origin(e, ErrorCode::ManifestUnknown));
+                };
+                tracing::warn!(%d, "origin failed ({e}); serving the manifest from the mesh");
+                let bytes = self.fetch_manifest(up, name, d, size).await?;
+                let parsed = Manifest::parse(&bytes).map_err(|e| {
+                    OciError::new(502, ErrorCode::Unavailable, format!("manifest {d}: {e}"))
+                })?;
+                Known {
+                    size,
+                    media_type: Some(parsed.media_type),
+                }
+            }
+            Err(e) => return Err(from_origin(e, ErrorCode::ManifestUnknown)),
+        };
+        self.catalog.learn(d, known.clone());
+        Ok(known)
     }
 
     /// A manifest's bytes through the mesh, checked against its digest.

@@ -8,6 +8,7 @@ use crate::mirror::upstream::Registries;
 use crate::origin::{Origin, OriginError};
 use crate::peer::PeerClient;
 use arc_swap::ArcSwap;
+use hashlink::LruCache;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use shoal_membership::Gossip;
@@ -76,8 +77,15 @@ pub struct Node {
     pub gossip: Option<Gossip>,
     /// Set once the node is shutting down: it takes no new work.
     pub draining: AtomicBool,
+    /// Which peer sent each stripe this node fetched from one, kept for
+    /// the most recent [`SOURCES`] stripes: when a whole object fails its
+    /// digest, these are the copies to distrust.
+    sources: Mutex<LruCache<EntryKey, SocketAddr>>,
     rng: Mutex<StdRng>,
 }
+
+/// Stripe sources remembered at most (about 80 bytes each).
+pub const SOURCES: usize = 65_536;
 
 /// A seed for path coins: they need to differ between nodes and runs, not
 /// to be secret.
@@ -107,7 +115,12 @@ impl Node {
             metrics.clone(),
         );
         let registries = Arc::new(Registries::new(&c.mirror)?);
-        let origin = Origin::new(c.origin_concurrency, metrics.clone(), registries)?;
+        let origin = Origin::new(
+            c.origin_concurrency,
+            metrics.clone(),
+            registries,
+            c.ca_file.as_deref(),
+        )?;
         Ok(Arc::new(Node {
             id,
             membership: ArcSwap::from_pointee(membership),
@@ -118,6 +131,7 @@ impl Node {
             peers,
             origin,
             metrics,
+            sources: Mutex::new(LruCache::new(SOURCES)),
             rng: Mutex::new(StdRng::seed_from_u64(seed(id))),
             cfg,
         }))
@@ -132,6 +146,18 @@ impl Node {
     /// The flights map, locked.
     pub fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<EntryKey, Arc<Flight>>> {
         self.flights.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers that stripe `key` came from `peer`.
+    pub fn record_source(&self, key: EntryKey, peer: SocketAddr) {
+        let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        s.insert(key, peer);
+    }
+
+    /// The peer stripe `key` came from, if it came from one recently.
+    pub fn source_of(&self, key: &EntryKey) -> Option<SocketAddr> {
+        let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(key).copied()
     }
 
     /// Refreshes the store gauges.

@@ -1,6 +1,9 @@
 //! Whole objects for this node's own clients: cut into stripes, fetched
 //! through the mesh with read-ahead, streamed in order, and checked against
-//! an expected digest before the last bytes are released.
+//! an expected digest before the last bytes are released ([`mismatch`]
+//! says what happens when they do not match).
+
+mod mismatch;
 
 use crate::node::Node;
 use crate::origin::OriginError;
@@ -114,6 +117,17 @@ pub fn open_spec(
     spec: ObjectSpec,
     range: Option<ByteRange>,
 ) -> Result<ObjectRead, ObjectError> {
+    open_inner(node, spec, range, true)
+}
+
+/// [`open_spec`]; `refetch` says whether a digest mismatch starts a
+/// second read (not for that second read itself).
+fn open_inner(
+    node: &Arc<Node>,
+    spec: ObjectSpec,
+    range: Option<ByteRange>,
+    refetch: bool,
+) -> Result<ObjectRead, ObjectError> {
     let (start, end) = match range {
         None => (0, spec.size),
         Some(r) => r
@@ -121,7 +135,13 @@ pub fn open_spec(
             .ok_or(ObjectError::Range { size: spec.size })?,
     };
     let (tx, body) = mpsc::channel(4);
-    tokio::spawn(stream_object(node.clone(), spec.clone(), start, end, tx));
+    tokio::spawn(stream_object(
+        node.clone(),
+        spec.clone(),
+        (start, end),
+        tx,
+        refetch,
+    ));
     Ok(ObjectRead {
         spec,
         start,
@@ -228,9 +248,9 @@ async fn copy_stripe(
 async fn stream_object(
     node: Arc<Node>,
     spec: ObjectSpec,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     tx: mpsc::Sender<io::Result<Bytes>>,
+    refetch: bool,
 ) {
     let ss = node.cfg.stripe_size;
     let whole = start == 0 && end == spec.size;
@@ -294,29 +314,14 @@ async fn stream_object(
     if let (Some(h), Some(want)) = (sink.sha.take(), &spec.digest) {
         let got = format!("sha256:{}", hex::encode(h.finalize()));
         if &got != want {
-            tracing::error!(url = %spec.url, %want, %got, "digest mismatch; evicting the object's stripes");
-            evict(&node, &spec).await;
             sink.fail(format!("digest mismatch: want {want}, got {got}"))
                 .await;
+            mismatch::recover(&node, &spec, refetch).await;
             return;
         }
     }
     if let Some(h) = sink.held.take() {
         let _ = sink.tx.send(Ok(h)).await;
-    }
-}
-
-async fn evict(node: &Arc<Node>, spec: &ObjectSpec) {
-    let stripes = spec.size.div_ceil(node.cfg.stripe_size);
-    for index in 0..stripes {
-        let key = StripeRef {
-            object: spec.clone(),
-            stripe_size: node.cfg.stripe_size,
-            index,
-        }
-        .entry_key();
-        let store = node.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.remove(&key)).await;
     }
 }
 

@@ -6,6 +6,7 @@ use crate::mirror::upstream::Registries;
 use crate::proto::ObjectSpec;
 use bytes::Bytes;
 use http::{StatusCode, header};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,6 +29,9 @@ pub enum OriginError {
     /// The origin broke the protocol (no size, wrong range).
     #[error("origin protocol: {0}")]
     Protocol(String),
+    /// The TLS settings are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl OriginError {
@@ -36,7 +40,7 @@ impl OriginError {
         match self {
             OriginError::Status(s) => *s >= 500 || *s == 408 || *s == 429,
             OriginError::Transport(_) => true,
-            OriginError::Changed(_) | OriginError::Protocol(_) => false,
+            OriginError::Changed(_) | OriginError::Protocol(_) | OriginError::Tls(_) => false,
         }
     }
 }
@@ -67,8 +71,20 @@ pub struct OriginBody {
     _permit: OwnedSemaphorePermit,
 }
 
-fn transport(e: reqwest::Error) -> OriginError {
-    OriginError::Transport(e.to_string())
+/// A transport error with its causes, so a TLS or DNS failure says what
+/// went wrong rather than only "error sending request".
+pub(crate) fn transport(e: reqwest::Error) -> OriginError {
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    OriginError::Transport(msg)
 }
 
 fn validator(headers: &http::HeaderMap) -> Option<String> {
@@ -81,20 +97,33 @@ fn validator(headers: &http::HeaderMap) -> Option<String> {
 
 impl Origin {
     /// A client allowing `concurrency` requests at once; URLs of
-    /// `registries` are sent with the authentication each asks for.
+    /// `registries` are sent with the authentication each asks for. TLS
+    /// trusts the system's roots and the certificates in `ca_file`.
     pub fn new(
         concurrency: usize,
         metrics: Arc<Metrics>,
         registries: Arc<Registries>,
+        ca_file: Option<&Path>,
     ) -> Result<Self, OriginError> {
         // reqwest is built without a default crypto provider; use ring's.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(transport)?;
+            .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_file {
+            let bad = |e: String| OriginError::Tls(format!("CA file {}: {e}", path.display()));
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in it".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(transport)?;
         Ok(Origin {
             client,
             limit: Arc::new(Semaphore::new(concurrency)),

@@ -464,6 +464,36 @@ impl PeerClient {
         }
     }
 
+    /// How long `addr`'s stored copy of `req`'s stripe is, without fetching
+    /// it; `None` if it holds none.
+    pub async fn stat(
+        &self,
+        addr: SocketAddr,
+        req: &StripeRequest,
+    ) -> Result<Option<u64>, PeerError> {
+        let st = self.shared.state(addr);
+        let (connect, first_byte, _) = self.shared.timeouts(&st);
+        let mut req = req.clone();
+        req.cached = true;
+        match self
+            .request(addr, crate::proto::STAT_PATH, &req, connect + first_byte)
+            .await
+        {
+            Ok(resp) => resp
+                .headers()
+                .get(crate::proto::STRIPE_LEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| PeerError::Corrupt("stat answer without a length".into())),
+            Err(PeerError::NotCached) => Ok(None),
+            Err(e) => {
+                self.record(addr, &st, Err(&e));
+                Err(e)
+            }
+        }
+    }
+
     /// Fires a request whose answer does not matter beyond its status
     /// (replication hints).
     pub async fn notify(

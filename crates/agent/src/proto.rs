@@ -175,8 +175,32 @@ pub struct StripeRequest {
     pub rank: u8,
 }
 
+impl StripeRequest {
+    /// A request about `stripe` alone, answered from the receiver's store
+    /// (no path, no fetching): for stat, purge and the like.
+    pub fn about(stripe: StripeRef, ttl_ms: u64) -> StripeRequest {
+        StripeRequest {
+            stripe,
+            path: Vec::new(),
+            fallbacks: Vec::new(),
+            from: 0,
+            ttl_ms,
+            cached: true,
+            relay: false,
+            rank: LOCAL_RANK,
+        }
+    }
+}
+
 /// The rank of requests from a node's own client: above every flight.
 pub const LOCAL_RANK: u8 = u8::MAX;
+
+/// The peer-protocol path that answers how long a node's stored copy of
+/// a stripe is, without sending it (the mirror learns a manifest's size
+/// this way while the registry is down).
+pub const STAT_PATH: &str = "/peer/v1/stat";
+/// The header carrying that length.
+pub const STRIPE_LEN_HEADER: &str = "x-shoal-stripe-len";
 
 /// Smallest and largest stripe sizes a peer accepts.
 pub const STRIPE_SIZES: (u64, u64) = (64 * 1024, 4 << 30);

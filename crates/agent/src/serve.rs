@@ -251,6 +251,9 @@ async fn fill(
         suspect::report(node, peer, req).await;
         return Err(retryable(format!("stripe from {peer} failed its checksum")));
     }
+    if let Some((_, peer)) = claimed {
+        node.record_source(key, peer);
+    }
     if pending.is_reserved() {
         let store = node.store.clone();
         let committed =

@@ -5,8 +5,8 @@
 use crate::members::ROSTER_PATH;
 use crate::node::Node;
 use crate::object::{ByteRange, ObjectError, open_object};
-use crate::proto::{Frame, StripeQuery, StripeRequest};
-use crate::serve::suspect::{SUSPECT_PATH, recheck};
+use crate::proto::{Frame, STAT_PATH, STRIPE_LEN_HEADER, StripeQuery, StripeRequest};
+use crate::serve::suspect::{PURGE_PATH, SUSPECT_PATH, purge, recheck};
 use crate::serve::{REPLICATE_PATH, STRIPE_PATH, ServeError, pull_replica};
 use crate::status::STATUS_PATH;
 use axum::Router;
@@ -44,6 +44,8 @@ pub fn peer_router(node: Arc<Node>) -> Router {
         .route(STRIPE_PATH, get(stripe))
         .route(REPLICATE_PATH, get(replicate).post(replicate))
         .route(SUSPECT_PATH, get(suspect).post(suspect))
+        .route(STAT_PATH, get(stat))
+        .route(PURGE_PATH, get(purge_copy).post(purge_copy))
         .route(ROSTER_PATH, get(roster))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     peer.merge(health()).with_state(state)
@@ -148,10 +150,7 @@ fn frame_body(rx: mpsc::Receiver<Frame>, permit: OwnedSemaphorePermit) -> Body {
     Body::from_stream(s)
 }
 
-async fn stripe(
-    State(s): State<AppState>,
-    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+async fn stripe(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
     let permit = s.inbound.clone().try_acquire_owned();
     let Ok(permit) = permit
         .map_err(|_| ())
@@ -162,10 +161,6 @@ async fn stripe(
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
-    };
-    let req = match stripe_request(query) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match s.node.open_stripe(req, false).await {
         Ok(rx) => (
@@ -178,41 +173,56 @@ async fn stripe(
     }
 }
 
-/// A stripe request from a query, or what is wrong with it.
-fn stripe_request(
-    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<StripeRequest, String> {
-    query
-        .map_err(|e| e.body_text())
-        .and_then(|Query(q)| q.validate().map_err(|e| e.to_string()))
+/// A validated stripe request from the query; a bad one is refused with
+/// 400 and the reason before the handler runs.
+struct Stripe(StripeRequest);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Stripe {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        Query::<StripeQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| e.body_text())
+            .and_then(|Query(q)| q.validate().map_err(|e| e.to_string()))
+            .map(Stripe)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e))
+    }
+}
+
+/// The answer to a request to drop a copy.
+fn dropped(removed: bool, kept: &'static str) -> Response {
+    (StatusCode::OK, if removed { "removed\n" } else { kept }).into_response()
 }
 
 /// A peer found the copy of a stripe this node sent it corrupt: re-check
 /// it (and remove it if so) before answering.
-async fn suspect(
-    State(s): State<AppState>,
-    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let req = match stripe_request(query) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let removed = recheck(&s.node, req.stripe.entry_key()).await;
-    (
-        StatusCode::OK,
-        if removed { "removed\n" } else { "intact\n" },
-    )
-        .into_response()
+async fn suspect(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
+    dropped(recheck(&s.node, req.stripe.entry_key()).await, "intact\n")
 }
 
-async fn replicate(
-    State(s): State<AppState>,
-    query: Result<Query<StripeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let req = match stripe_request(query) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
+/// A peer found the object a stripe belongs to wrong: drop the copy.
+async fn purge_copy(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
+    dropped(purge(&s.node, req.stripe.entry_key()).await, "absent\n")
+}
+
+/// How long this node's stored copy of a stripe is (404: none).
+async fn stat(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
+    let (store, key) = (s.node.store.clone(), req.stripe.entry_key());
+    let len = tokio::task::spawn_blocking(move || store.get(&key).ok().flatten().map(|l| l.len))
+        .await
+        .ok()
+        .flatten();
+    match len {
+        Some(len) => (StatusCode::OK, [(STRIPE_LEN_HEADER, len.to_string())]).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not cached"),
+    }
+}
+
+async fn replicate(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
     if req.path.len() != 1 {
         return error(
             StatusCode::BAD_REQUEST,

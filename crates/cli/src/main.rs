@@ -1,6 +1,7 @@
 //! `shoal`: the command line. `shoal agent` runs a node's agent;
 //! `shoal get` fetches an object through the local agent; `shoal status`
-//! shows what the local agent knows.
+//! shows what the local agent knows; `shoal containerd-config` points
+//! containerd at the agent's mirror.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -10,6 +11,7 @@ use shoal_agent::mirror::config::RegistryConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod containerd;
 mod get;
 mod status;
 
@@ -30,6 +32,9 @@ enum Cmd {
     Get(get::GetArgs),
     /// Show the local agent's members, store, transfers and breakers.
     Status(status::StatusArgs),
+    /// Point containerd at the local agent's mirror (hosts.toml per
+    /// registry, previous files backed up; --restore puts them back).
+    ContainerdConfig(containerd::ContainerdArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +103,10 @@ struct AgentArgs {
     /// A docker config.json with credentials per registry.
     #[arg(long, env = "SHOAL_REGISTRY_CREDENTIALS")]
     registry_credentials: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for origins and registries,
+    /// besides the system's roots.
+    #[arg(long, env = "SHOAL_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 fn parse_peer(s: &str) -> Result<PeerConfig> {
@@ -153,6 +162,9 @@ impl AgentArgs {
         }
         if self.registry_credentials.is_some() {
             c.mirror.credentials_file = self.registry_credentials;
+        }
+        if self.ca_file.is_some() {
+            c.ca_file = self.ca_file;
         }
         if self.gossip_listen.is_some() {
             c.gossip_listen = self.gossip_listen;
@@ -213,5 +225,6 @@ async fn main() -> Result<()> {
         }
         Cmd::Get(args) => get::run(args).await,
         Cmd::Status(args) => status::run(args).await,
+        Cmd::ContainerdConfig(args) => containerd::run(args),
     }
 }

@@ -6,73 +6,12 @@
 
 mod common;
 
+use common::raw::request;
 use common::registry::{Registry, build_image};
 use common::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const MIB: usize = 1 << 20;
-
-/// A response: status, headers (lowercase names), body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn error_code(&self) -> String {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
-        v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
-    }
-}
-
-/// Sends one request with `Connection: close` and reads the whole answer.
-fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
-}
-
-fn mirror_addr(a: &Agent) -> SocketAddr {
-    let i = a.args.iter().position(|x| x == "--mirror-listen").unwrap();
-    a.args[i + 1].parse().unwrap()
-}
 
 const ACCEPT: (&str, &str) = (
     "Accept",
@@ -103,7 +42,7 @@ fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
 
     // Every agent resolves the tag and serves the manifest it names.
     for a in &cluster.agents {
-        let m = mirror_addr(a);
+        let m = a.mirror_addr();
         let r = request(
             m,
             "GET",
@@ -126,7 +65,12 @@ fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
     let reads: Vec<_> = cluster
         .agents
         .iter()
-        .flat_map(|a| image.blobs.iter().map(move |b| (mirror_addr(a), b.clone())))
+        .flat_map(|a| {
+            image
+                .blobs
+                .iter()
+                .map(move |b| (a.mirror_addr(), b.clone()))
+        })
         .map(|(m, (digest, size))| {
             let target = format!("/v2/team/app/blobs/{digest}{ns}");
             std::thread::spawn(move || {
@@ -149,7 +93,7 @@ fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
         );
     }
 
-    let m = mirror_addr(&cluster.agents[1]);
+    let m = cluster.agents[1].mirror_addr();
     let (big, big_size) = image.blobs[1].clone();
     let blob = format!("/v2/team/app/blobs/{big}{ns}");
     // HEAD: the size and digest, no body.
@@ -204,13 +148,100 @@ fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
     assert!(r.body.is_empty());
 }
 
+/// Where `docker-registry` keeps a blob's bytes.
+fn stored_blob(registry: &Registry, digest: &str) -> std::path::PathBuf {
+    let hex = &digest["sha256:".len()..];
+    registry
+        .dir
+        .path()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_cut_off_purged_and_refetched() {
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let image = build_image(layout.path(), "v1", &[6 * MIB, 100_000], 8);
+    registry.push(layout.path(), "team/bad", "v1");
+    let host = registry.host();
+    let reg = format!("{host}=http://{host}");
+    let cluster = Cluster::new(
+        3,
+        &[
+            "--stripe-size",
+            "1MiB",
+            "--store-budget",
+            "1GiB",
+            "--registry",
+            &reg,
+        ],
+    );
+    let ns = format!("?ns={}", host.replace(':', "%3A"));
+    let (digest, size) = image.blobs[1].clone();
+    let blob = format!("/v2/team/bad/blobs/{digest}{ns}");
+    let _ = request(
+        cluster.agents[0].mirror_addr(),
+        "GET",
+        &format!("/v2/team/bad/manifests/v1{ns}"),
+        &[ACCEPT],
+    );
+
+    // The registry's copy rots: same length, one byte changed mid-way.
+    // Every stripe the mesh makes of it is self-consistent; only the
+    // whole-blob digest can tell.
+    let path = stored_blob(&registry, &digest);
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    bad[3 * MIB + 17] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+
+    let r = request(cluster.agents[0].mirror_addr(), "GET", &blob, &[]);
+    assert_eq!(r.status, 200, "the headers went out before the end");
+    assert!(
+        (r.body.len() as u64) < size,
+        "the response must be cut off before its last bytes, got all {} bytes",
+        r.body.len()
+    );
+    assert_eq!(
+        cluster.agents[0].metric("shoal_digest_mismatches_total"),
+        1.0
+    );
+    // The refetch meets the same bad bytes and drops them again: in the
+    // end no node holds any stripe of the blob.
+    let stripes = size.div_ceil(MIB as u64);
+    let keys: Vec<String> = (0..stripes)
+        .map(|i| stripe_key_hex(&digest, MIB as u64, i))
+        .collect();
+    let clean = eventually(Duration::from_secs(60), || {
+        cluster.agents[0].metric("shoal_digest_mismatches_total") >= 2.0
+            && keys.iter().all(|k| cluster.holders(k).is_empty())
+    });
+    assert!(
+        clean,
+        "a node kept a stripe of the bad blob\n{}",
+        cluster.problems()
+    );
+
+    // Repaired at the registry, the next read is whole and right, read
+    // from the registry again rather than from a stored bad copy.
+    std::fs::write(&path, &good).unwrap();
+    let before = registry.blob_bytes(&digest);
+    let r = request(cluster.agents[1].mirror_addr(), "GET", &blob, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(sha256(&r.body), digest);
+    assert_eq!(registry.blob_bytes(&digest) - before, size);
+}
+
 #[test]
 fn bad_requests_get_oci_errors() {
     let registry = Registry::start();
     let host = registry.host();
     let reg = format!("{host}=http://{host}");
     let cluster = Cluster::new(1, &["--registry", &reg]);
-    let m = mirror_addr(&cluster.agents[0]);
+    let m = cluster.agents[0].mirror_addr();
     let ns = format!("?ns={}", host.replace(':', "%3A"));
     let zero = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let cases: Vec<(&str, String, u16, &str)> = vec![

@@ -78,8 +78,6 @@ pub struct MirrorConfig {
     pub stale_if_error_ms: u64,
     /// A docker `config.json` with credentials per registry.
     pub credentials_file: Option<PathBuf>,
-    /// An extra CA certificate (PEM) trusted besides the system roots.
-    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MirrorConfig {
@@ -91,7 +89,6 @@ impl Default for MirrorConfig {
             tag_ttl_ms: 30_000,
             stale_if_error_ms: 86_400_000,
             credentials_file: None,
-            ca_file: None,
         }
     }
 }

@@ -165,7 +165,7 @@ impl Registries {
         url: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, OriginError> {
-        let transport = |e: reqwest::Error| OriginError::Transport(e.to_string());
+        let transport = crate::origin::transport;
         let Some((up, scope)) = self.owner_of(url) else {
             return make().send().await.map_err(transport);
         };
@@ -251,7 +251,12 @@ impl Registries {
         let resp = req
             .send()
             .await
-            .map_err(|e| OriginError::Transport(format!("token endpoint {realm}: {e}")))?;
+            .map_err(|e| match crate::origin::transport(e) {
+                OriginError::Transport(m) => {
+                    OriginError::Transport(format!("token endpoint {realm}: {m}"))
+                }
+                other => other,
+            })?;
         if !resp.status().is_success() {
             // 401 or 403 from the token endpoint: the credentials were
             // refused (or are missing); the caller sees the registry's 401.

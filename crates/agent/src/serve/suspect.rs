@@ -8,6 +8,12 @@
 //! no longer matches, so the receiver's retry does not meet it again. A
 //! node's own client gets no such check downstream, so local reads of the
 //! store still re-hash as they go.
+//!
+//! A copy can also be whole and still wrong: stored as fetched from an
+//! origin that sent the wrong bytes. Only the node that checks the whole
+//! object's digest can tell; it asks every node that may hold a stripe of
+//! it to drop the copy (`/peer/v1/purge`), so the next read goes back to
+//! the origin.
 
 use crate::node::Node;
 use crate::proto::StripeRequest;
@@ -18,6 +24,26 @@ use std::sync::Arc;
 
 /// The peer-protocol path of suspect-copy reports.
 pub const SUSPECT_PATH: &str = "/peer/v1/suspect";
+
+/// The peer-protocol path of purge requests.
+pub const PURGE_PATH: &str = "/peer/v1/purge";
+
+/// Removes this node's stored copy of `key`, if any. Returns whether
+/// there was one.
+pub async fn purge(node: &Arc<Node>, key: EntryKey) -> bool {
+    let store = node.store.clone();
+    let removed = tokio::task::spawn_blocking(move || store.remove(&key).unwrap_or(false))
+        .await
+        .unwrap_or(false);
+    if removed {
+        tracing::warn!(
+            key = hex::encode(key.0),
+            "a peer found the object this stripe belongs to wrong; removed it"
+        );
+        node.refresh_store_metrics();
+    }
+    removed
+}
 
 /// Re-hashes this node's stored copy of `key` and removes it if it no
 /// longer matches the checksum it was admitted with. Returns whether it

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod containerd;
 mod gossip;
 pub mod netns;
+pub mod raw;
 pub mod registry;
 mod stripes;
 #[allow(unused_imports)]
@@ -31,6 +33,36 @@ pub const TOKEN: &str = "test-cluster-token";
 /// kernel's ephemeral range (32768 and up on Linux), so that no outgoing
 /// connection can grab it between this check and the server's bind; each
 /// process walks its own stretch, and ports are never handed out twice.
+/// Whether this process is root and has `tools` (each run with its
+/// version flag). Tests that need them skip when not, unless
+/// `SHOAL_REQUIRE_PRIVILEGED` is set (as `scripts/test` does when it runs
+/// as root), in which case they fail instead.
+pub fn privileged(tools: &[(&str, &str)]) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(t, flag)| {
+            !Command::new(t)
+                .arg(flag)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(t, _)| *t)
+        .collect();
+    if root && missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
+        "SHOAL_REQUIRE_PRIVILEGED is set but this test cannot run (root: {root}, missing: {missing:?})"
+    );
+    eprintln!("skipped: needs root and {missing:?} (scripts/test provides them)");
+    false
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 20_000;
@@ -113,6 +145,20 @@ impl Nginx {
     /// nginx listening on `ip`, with `server` directives added to its one
     /// server block (for example `limit_rate 4m;`).
     pub fn start_with(ip: IpAddr, server: &str) -> Nginx {
+        Nginx::start_on(ip, "", server)
+    }
+
+    /// nginx on loopback speaking HTTPS with the PEM `cert` and `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> Nginx {
+        let server = format!(
+            "ssl_certificate {};\n        ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        );
+        Nginx::start_on(LOOPBACK, " ssl", &server)
+    }
+
+    fn start_on(ip: IpAddr, listen: &str, server: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let root = dir.path().join("www");
@@ -135,7 +181,7 @@ http {{
     uwsgi_temp_path {d}/tmp;
     scgi_temp_path {d}/tmp;
     server {{
-        listen {ip}:{port};
+        listen {ip}:{port}{listen};
         root {root};
         {server}
     }}
@@ -228,6 +274,16 @@ fn shoal() -> &'static str {
 }
 
 impl Agent {
+    /// Where this agent's OCI mirror port listens (from its arguments).
+    pub fn mirror_addr(&self) -> SocketAddr {
+        let i = self
+            .args
+            .iter()
+            .position(|x| x == "--mirror-listen")
+            .unwrap();
+        self.args[i + 1].parse().unwrap()
+    }
+
     pub fn peer_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
     }

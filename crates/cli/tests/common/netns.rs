@@ -17,30 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const PEER_PORT: u16 = 7400;
 const API_PORT: u16 = 7401;
 
-/// Whether this process may build namespaces. Tests that need them skip
-/// when it may not, unless `SHOAL_REQUIRE_NETNS` is set (as `scripts/test`
-/// does when it runs as root), in which case they fail instead.
+/// Whether this process may build namespaces (see [`super::privileged`]).
 pub fn available() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    let tools = ["ip", "iptables"].iter().all(|t| {
-        Command::new(t)
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if root && tools {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SHOAL_REQUIRE_NETNS").is_none(),
-        "SHOAL_REQUIRE_NETNS is set but this test cannot build namespaces \
-         (root: {root}, ip and iptables: {tools})"
-    );
-    eprintln!("skipped: needs root, ip and iptables (scripts/test provides them)");
-    false
+    super::privileged(&[("ip", "-V"), ("iptables", "-V")])
 }
 
 /// Runs a command and panics with its output if it fails.

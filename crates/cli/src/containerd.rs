@@ -1,0 +1,247 @@
+//! `shoal containerd-config`: points containerd at the local agent's
+//! mirror by writing `<certs-dir>/<registry>/hosts.toml` for each
+//! registry, keeping whatever was there as `hosts.toml.shoal-backup`;
+//! `--restore` puts the backups back.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use shoal_agent::mirror::config::RegistryConfig;
+use shoal_oci::hosts::{HostsFile, is_ours};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const FILE: &str = "hosts.toml";
+const BACKUP: &str = "hosts.toml.shoal-backup";
+
+/// Arguments of `shoal containerd-config`.
+#[derive(Args)]
+pub struct ContainerdArgs {
+    /// A registry to send through the mirror, HOST or HOST=URL (URL is the
+    /// registry's own address, the fallback; default https://HOST, and
+    /// https://registry-1.docker.io for docker.io). Repeat for each.
+    #[arg(long = "registry", value_delimiter = ',')]
+    registries: Vec<String>,
+    /// The local agent's mirror port.
+    #[arg(long, default_value = "http://127.0.0.1:7440")]
+    mirror: String,
+    /// containerd's hosts directory (the CRI plugin's
+    /// `registry.config_path`, or `ctr --hosts-dir`).
+    #[arg(long, default_value = "/etc/containerd/certs.d")]
+    certs_dir: PathBuf,
+    /// Milliseconds containerd waits to connect to the mirror before it
+    /// goes to the registry itself.
+    #[arg(long, default_value_t = 500)]
+    dial_timeout_ms: u64,
+    /// Put back what was there before (for the registries given, or every
+    /// registry shoal configured under --certs-dir).
+    #[arg(long)]
+    restore: bool,
+}
+
+/// Runs the command.
+pub fn run(args: ContainerdArgs) -> Result<()> {
+    let registries = args
+        .registries
+        .iter()
+        .map(|r| RegistryConfig::parse(r).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    if args.restore {
+        let hosts = if registries.is_empty() {
+            configured(&args.certs_dir)?
+        } else {
+            registries.into_iter().map(|r| r.host).collect()
+        };
+        for h in hosts {
+            println!("{h}: {}", restore(&args.certs_dir.join(&h))?);
+        }
+        return Ok(());
+    }
+    if registries.is_empty() {
+        bail!("name at least one --registry to mirror (for example --registry docker.io)");
+    }
+    let files = registries
+        .iter()
+        .map(|r| {
+            HostsFile::new(
+                &r.host,
+                r.url.as_deref(),
+                &args.mirror,
+                Duration::from_millis(args.dial_timeout_ms),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for f in files {
+        let dir = args.certs_dir.join(&f.registry);
+        println!("{}: {}", f.registry, install(&dir, &f.render())?);
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes `text` next to `path` and renames it over, so containerd never
+/// reads half a file.
+fn replace(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("toml.shoal-tmp");
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Installs shoal's file in `dir`, backing up a file that is not shoal's.
+fn install(dir: &Path, text: &str) -> Result<String> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (path, backup) = (dir.join(FILE), dir.join(BACKUP));
+    let kept = match read(&path)? {
+        Some(old) if !is_ours(&old) => {
+            if backup.exists() {
+                bail!(
+                    "{} was changed since shoal backed it up to {}; move one of them away first",
+                    path.display(),
+                    backup.display()
+                );
+            }
+            fs::write(&backup, old).with_context(|| format!("writing {}", backup.display()))?;
+            format!(" (the previous file is kept as {})", backup.display())
+        }
+        _ => String::new(),
+    };
+    replace(&path, text)?;
+    Ok(format!("wrote {}{kept}", path.display()))
+}
+
+/// Puts the backup in `dir` back, or removes shoal's file if there was
+/// none before it.
+fn restore(dir: &Path) -> Result<String> {
+    let (path, backup) = (dir.join(FILE), dir.join(BACKUP));
+    if backup.exists() {
+        fs::rename(&backup, &path).with_context(|| format!("restoring {}", path.display()))?;
+        return Ok(format!("restored {}", path.display()));
+    }
+    match read(&path)? {
+        Some(t) if is_ours(&t) => {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            // Only if empty: the directory may hold certificates.
+            let _ = fs::remove_dir(dir);
+            Ok(format!(
+                "removed {} (there was none before)",
+                path.display()
+            ))
+        }
+        Some(_) => Ok(format!(
+            "left {} alone: shoal did not write it",
+            path.display()
+        )),
+        None => Ok("nothing to restore".into()),
+    }
+}
+
+/// Registries under `certs` that hold a file shoal wrote or backed up.
+fn configured(certs: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(certs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", certs.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", certs.display()))?;
+        let dir = entry.path();
+        let ours = read(&dir.join(FILE))
+            .ok()
+            .flatten()
+            .is_some_and(|t| is_ours(&t));
+        if ours || dir.join(BACKUP).exists() {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(certs: &Path, registries: &[&str], restore: bool) -> ContainerdArgs {
+        ContainerdArgs {
+            registries: registries.iter().map(|s| s.to_string()).collect(),
+            mirror: "http://127.0.0.1:7440".into(),
+            certs_dir: certs.to_owned(),
+            dial_timeout_ms: 500,
+            restore,
+        }
+    }
+
+    #[test]
+    fn writes_backs_up_and_restores() {
+        let certs = tempfile::tempdir().unwrap();
+        let hub = certs.path().join("docker.io");
+        fs::create_dir_all(&hub).unwrap();
+        fs::write(hub.join(FILE), "server = \"https://mine\"\n").unwrap();
+        fs::write(hub.join("ca.crt"), "cert").unwrap();
+
+        run(args(certs.path(), &["docker.io", "ghcr.io"], false)).unwrap();
+        let written = fs::read_to_string(hub.join(FILE)).unwrap();
+        assert!(is_ours(&written));
+        assert!(written.contains("server = \"https://registry-1.docker.io\""));
+        assert_eq!(
+            fs::read_to_string(hub.join(BACKUP)).unwrap(),
+            "server = \"https://mine\"\n"
+        );
+        assert!(is_ours(
+            &fs::read_to_string(certs.path().join("ghcr.io").join(FILE)).unwrap()
+        ));
+
+        // Running again keeps the original backup.
+        run(args(certs.path(), &["docker.io"], false)).unwrap();
+        assert_eq!(
+            fs::read_to_string(hub.join(BACKUP)).unwrap(),
+            "server = \"https://mine\"\n"
+        );
+
+        run(args(certs.path(), &[], true)).unwrap();
+        assert_eq!(
+            fs::read_to_string(hub.join(FILE)).unwrap(),
+            "server = \"https://mine\"\n"
+        );
+        assert!(!hub.join(BACKUP).exists());
+        assert!(hub.join("ca.crt").exists(), "other files stay");
+        assert!(
+            !certs.path().join("ghcr.io").exists(),
+            "a directory shoal created and left empty goes"
+        );
+    }
+
+    #[test]
+    fn refuses_to_lose_a_file_changed_after_the_backup() {
+        let certs = tempfile::tempdir().unwrap();
+        let dir = certs.path().join("quay.io");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(FILE), "first").unwrap();
+        run(args(certs.path(), &["quay.io"], false)).unwrap();
+        fs::write(dir.join(FILE), "edited by hand").unwrap();
+        let e = run(args(certs.path(), &["quay.io"], false)).unwrap_err();
+        assert!(e.to_string().contains("move one of them away"), "{e}");
+        assert_eq!(
+            fs::read_to_string(dir.join(FILE)).unwrap(),
+            "edited by hand"
+        );
+        assert_eq!(fs::read_to_string(dir.join(BACKUP)).unwrap(), "first");
+    }
+
+    #[test]
+    fn bad_names_are_refused_before_anything_is_written() {
+        let certs = tempfile::tempdir().unwrap();
+        assert!(run(args(certs.path(), &["docker.io", "../etc"], false)).is_err());
+        assert!(run(args(certs.path(), &[], false)).is_err());
+        assert_eq!(fs::read_dir(certs.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,128 @@
+//! Real containerd pulling through shoal. Each daemon has its own root,
+//! state, socket and certs.d, written by `shoal containerd-config`: the
+//! node's agent first, the registry itself as the fallback. Needs root
+//! (unpacking), so it skips elsewhere unless `SHOAL_REQUIRE_PRIVILEGED`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::containerd::{self, Containerd};
+use common::registry::{Registry, build_image};
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+const MIB: usize = 1 << 20;
+
+/// `shoal containerd-config` for one daemon and its agent.
+fn configure(c: &Containerd, registry: &str, agent: &Agent) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["containerd-config", "--registry", registry, "--mirror"])
+        .arg(format!("http://{}", agent.mirror_addr()))
+        .arg("--certs-dir")
+        .arg(c.certs_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "containerd-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Requests containerd sent to the registry itself (its fallback), read
+/// from the registry's access log by user agent.
+fn direct_requests(registry: &Registry) -> Vec<String> {
+    fs::read_to_string(registry.dir.path().join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"containerd/"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks a finished pull: it succeeded, every layer was unpacked, and
+/// the biggest layer's file has the bytes the image was built from.
+fn check_pull(c: &Containerd, out: std::process::Output, layers: usize, first_layer: &[u8]) {
+    assert!(
+        out.status.success(),
+        "ctr pull failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        fs::read_to_string(c.dir.join("containerd.log")).unwrap_or_default()
+    );
+    assert_eq!(c.snapshots(), layers, "every layer unpacked");
+    let file = c
+        .unpacked_file("data0/random.bin")
+        .expect("layer 0 unpacked");
+    assert_eq!(sha256(&file), sha256(first_layer));
+}
+
+fn start_containerds(root: &Path, n: usize) -> Vec<Containerd> {
+    (0..n)
+        .map(|i| Containerd::start(&root.join(format!("c{i}"))))
+        .collect()
+}
+
+#[test]
+fn three_containerds_pull_at_once_and_a_fourth_pulls_with_the_registry_down() {
+    if !containerd::available() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let sizes = [12 * MIB, 7 * MIB, 3 * MIB, 400_000];
+    let seed = 41;
+    let image = build_image(layout.path(), "v1", &sizes, seed);
+    registry.push(layout.path(), "team/app", "v1");
+    let host = registry.host();
+    let upstream = format!("{host}=http://{host}");
+    // Four agents in one mesh, 4 MiB stripes: the 12 MiB layer spans
+    // three. The fourth agent serves nobody until the registry is gone.
+    let cluster = Cluster::new(
+        4,
+        &[
+            "--stripe-size",
+            "4MiB",
+            "--store-budget",
+            "1GiB",
+            "--registry",
+            &upstream,
+        ],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let ctds = start_containerds(work.path(), 4);
+    for (c, a) in ctds.iter().zip(&cluster.agents) {
+        configure(c, &upstream, a);
+        let hosts = fs::read_to_string(c.certs_dir().join(&host).join("hosts.toml")).unwrap();
+        assert!(hosts.contains(&a.mirror_addr().to_string()), "{hosts}");
+    }
+    let first_layer = random_bytes(sizes[0], seed);
+
+    // Three pulls at once, by tag.
+    let reference = format!("{host}/team/app:v1");
+    let pulls: Vec<_> = ctds[..3].iter().map(|c| c.spawn_pull(&reference)).collect();
+    for (c, p) in ctds.iter().zip(pulls) {
+        check_pull(c, p.wait_with_output().unwrap(), sizes.len(), &first_layer);
+    }
+    let direct = direct_requests(&registry);
+    assert!(
+        direct.is_empty(),
+        "containerd fell back to the registry:\n{}",
+        direct.join("\n")
+    );
+    for (digest, size) in &image.blobs {
+        assert_eq!(
+            registry.blob_bytes(digest),
+            *size,
+            "{digest}: the registry served its bytes exactly once in total"
+        );
+    }
+
+    // The registry goes away; a fourth node pulls by digest through its
+    // own agent, which has never seen this image.
+    drop(registry);
+    let by_digest = format!("{host}/team/app@{}", image.manifest);
+    let out = ctds[3].spawn_pull(&by_digest).wait_with_output().unwrap();
+    check_pull(&ctds[3], out, sizes.len(), &first_layer);
+}
