@@ -76,20 +76,10 @@ fn three_containerds_pull_at_once_and_a_fourth_pulls_with_the_registry_down() {
     let image = build_image(layout.path(), "v1", &sizes, seed);
     registry.push(layout.path(), "team/app", "v1");
     let host = registry.host();
-    let upstream = format!("{host}=http://{host}");
+    let upstream = registry.upstream();
     // Four agents in one mesh, 4 MiB stripes: the 12 MiB layer spans
     // three. The fourth agent serves nobody until the registry is gone.
-    let cluster = Cluster::new(
-        4,
-        &[
-            "--stripe-size",
-            "4MiB",
-            "--store-budget",
-            "1GiB",
-            "--registry",
-            &upstream,
-        ],
-    );
+    let cluster = registry.mirrors(4, "4MiB", &[]);
     let work = tempfile::tempdir().unwrap();
     let ctds = start_containerds(work.path(), 4);
     for (c, a) in ctds.iter().zip(&cluster.agents) {

@@ -6,17 +6,12 @@
 
 mod common;
 
-use common::raw::request;
+use common::raw::{ACCEPT, request};
 use common::registry::{Registry, build_image};
 use common::*;
 use std::time::Duration;
 
 const MIB: usize = 1 << 20;
-
-const ACCEPT: (&str, &str) = (
-    "Accept",
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
-);
 
 #[test]
 fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
@@ -25,20 +20,8 @@ fn a_pull_through_three_agents_reads_each_blob_from_the_registry_once() {
     // Three layers, one larger than a stripe (4 MiB here).
     let image = build_image(layout.path(), "v1", &[9 * MIB, 2 * MIB, 300_000], 5);
     registry.push(layout.path(), "team/app", "v1");
-    let host = registry.host();
-    let reg = format!("{host}=http://{host}");
-    let cluster = Cluster::new(
-        3,
-        &[
-            "--stripe-size",
-            "4MiB",
-            "--store-budget",
-            "1GiB",
-            "--registry",
-            &reg,
-        ],
-    );
-    let ns = format!("?ns={}", host.replace(':', "%3A"));
+    let cluster = registry.mirrors(3, "4MiB", &[]);
+    let ns = registry.ns();
 
     // Every agent resolves the tag and serves the manifest it names.
     for a in &cluster.agents {
@@ -166,20 +149,8 @@ fn a_blob_that_does_not_match_its_digest_is_cut_off_purged_and_refetched() {
     let layout = tempfile::tempdir().unwrap();
     let image = build_image(layout.path(), "v1", &[6 * MIB, 100_000], 8);
     registry.push(layout.path(), "team/bad", "v1");
-    let host = registry.host();
-    let reg = format!("{host}=http://{host}");
-    let cluster = Cluster::new(
-        3,
-        &[
-            "--stripe-size",
-            "1MiB",
-            "--store-budget",
-            "1GiB",
-            "--registry",
-            &reg,
-        ],
-    );
-    let ns = format!("?ns={}", host.replace(':', "%3A"));
+    let cluster = registry.mirrors(3, "1MiB", &[]);
+    let ns = registry.ns();
     let (digest, size) = image.blobs[1].clone();
     let blob = format!("/v2/team/bad/blobs/{digest}{ns}");
     let _ = request(
@@ -238,11 +209,10 @@ fn a_blob_that_does_not_match_its_digest_is_cut_off_purged_and_refetched() {
 #[test]
 fn bad_requests_get_oci_errors() {
     let registry = Registry::start();
-    let host = registry.host();
-    let reg = format!("{host}=http://{host}");
+    let reg = registry.upstream();
     let cluster = Cluster::new(1, &["--registry", &reg]);
     let m = cluster.agents[0].mirror_addr();
-    let ns = format!("?ns={}", host.replace(':', "%3A"));
+    let ns = registry.ns();
     let zero = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("GET", "/v2/".into(), 200, ""),

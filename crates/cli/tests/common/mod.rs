@@ -19,6 +19,7 @@ pub mod netns;
 pub mod raw;
 pub mod registry;
 mod stripes;
+pub mod tokens;
 #[allow(unused_imports)]
 pub use gossip::*;
 #[allow(unused_imports)]

@@ -5,6 +5,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+/// The `Accept` header a registry client sends for manifests.
+pub const ACCEPT: (&str, &str) = (
+    "Accept",
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+);
+
 /// A response: status, headers (lowercase names), body.
 pub struct Reply {
     pub status: u16,

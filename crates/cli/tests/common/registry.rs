@@ -1,13 +1,43 @@
 //! A real registry for tests: Debian's `docker-registry` on loopback with
-//! its access log kept, and images built on disk as OCI layouts (real
-//! gzip'd tar layers) and pushed with `skopeo`. `scripts/test` installs
-//! both.
+//! its access log kept, open or behind authentication (htpasswd, or
+//! tokens from an issuer such as `tokens::TokenIssuer`), and images built
+//! on disk as OCI layouts (real gzip'd tar layers) and pushed with
+//! `skopeo`. `scripts/test` installs both, and `htpasswd`.
 
 use super::{free_port, random_bytes, wait_listening};
 use std::fs;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// How a [`Registry`] authenticates its clients.
+pub enum Auth {
+    /// Anyone may pull and push.
+    Open,
+    /// HTTP Basic against an htpasswd file with one (bcrypt) user: the
+    /// registry answers `401` with `WWW-Authenticate: Basic`.
+    Htpasswd {
+        /// The one user.
+        user: String,
+        /// Their password.
+        password: String,
+    },
+    /// Docker token auth: the registry answers `401` with
+    /// `WWW-Authenticate: Bearer realm=...,service=...,scope=...` and
+    /// accepts JWTs that `issuer` signed with a key whose certificate
+    /// chains to `bundle`.
+    Token {
+        /// The token endpoint's URL, as the challenge names it.
+        realm: String,
+        /// The service name, as the challenge names it; tokens must carry
+        /// it as `aud`.
+        service: String,
+        /// The `iss` tokens must carry.
+        issuer: String,
+        /// PEM certificates the token signatures must chain to.
+        bundle: PathBuf,
+    },
+}
 
 /// A `docker-registry` process.
 pub struct Registry {
@@ -19,19 +49,82 @@ pub struct Registry {
 impl Registry {
     /// An open registry on a free loopback port.
     pub fn start() -> Registry {
+        Registry::start_with(Auth::Open)
+    }
+
+    /// A registry on a free loopback port that authenticates as `auth`
+    /// says.
+    pub fn start_with(auth: Auth) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let auth_yaml = match &auth {
+            Auth::Open => String::new(),
+            Auth::Htpasswd { user, password } => {
+                // bcrypt (-B) is the only hash the registry accepts; cost 5
+                // keeps each check fast.
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", "-C", "5"])
+                    .arg(user)
+                    .arg(password)
+                    .output()
+                    .expect("htpasswd (scripts/test installs it)");
+                assert!(
+                    out.status.success(),
+                    "htpasswd failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let path = dir.path().join("htpasswd");
+                fs::write(&path, &out.stdout).unwrap();
+                format!(
+                    r#"auth:
+  htpasswd:
+    realm: shoal-test
+    path: "{}"
+"#,
+                    path.display()
+                )
+            }
+            Auth::Token {
+                realm,
+                service,
+                issuer,
+                bundle,
+            } => format!(
+                r#"auth:
+  token:
+    realm: "{realm}"
+    service: "{service}"
+    issuer: "{issuer}"
+    rootcertbundle: "{}"
+"#,
+                bundle.display()
+            ),
+        };
+        // The access log goes to stdout, the app log (with why a request
+        // was refused) to stderr.
         let cfg = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: shoal-test\n",
-            dir.path().join("data").display()
+            r#"version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: "{data}"
+http:
+  addr: 127.0.0.1:{port}
+  secret: shoal-test
+{auth_yaml}"#,
+            data = dir.path().join("data").display()
         );
         fs::write(dir.path().join("config.yml"), cfg).unwrap();
         let access = fs::File::create(dir.path().join("access.log")).unwrap();
+        let app = fs::File::create(dir.path().join("app.log")).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(dir.path().join("config.yml"))
             .stdout(access)
-            .stderr(Stdio::null())
+            .stderr(app)
             .spawn()
             .expect("docker-registry (scripts/test installs it)");
         wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "docker-registry");
@@ -43,10 +136,47 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// `HOST=URL`, as `--registry` takes it.
+    pub fn upstream(&self) -> String {
+        format!("{}=http://{}", self.host(), self.host())
+    }
+
+    /// `?ns=HOST` as containerd appends it to every mirror request.
+    pub fn ns(&self) -> String {
+        format!("?ns={}", self.host().replace(':', "%3A"))
+    }
+
+    /// `n` agents in one mesh mirroring this registry, with stripes of
+    /// `stripe_size`, a 1 GiB store each and `extra` arguments.
+    pub fn mirrors(&self, n: usize, stripe_size: &str, extra: &[&str]) -> super::Cluster {
+        let upstream = self.upstream();
+        let mut args = vec![
+            "--stripe-size",
+            stripe_size,
+            "--store-budget",
+            "1GiB",
+            "--registry",
+            &upstream,
+        ];
+        args.extend(extra);
+        super::Cluster::new(n, &args)
+    }
+
     /// Pushes the OCI layout at `layout` as `name:tag` with skopeo.
     pub fn push(&self, layout: &Path, name: &str, tag: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--dest-tls-verify=false", "--quiet"])
+        self.push_with_creds(layout, name, tag, None);
+    }
+
+    /// Pushes the OCI layout at `layout` as `name:tag` with skopeo, as
+    /// `creds` (`user:password`) if given. Against a token registry skopeo
+    /// gets its token from the issuer with these as Basic credentials.
+    pub fn push_with_creds(&self, layout: &Path, name: &str, tag: &str, creds: Option<&str>) {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--dest-tls-verify=false", "--quiet"]);
+        if let Some(c) = creds {
+            cmd.arg("--dest-creds").arg(c);
+        }
+        let out = cmd
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{name}:{tag}", self.host()))
             .output()
@@ -56,6 +186,17 @@ impl Registry {
             "skopeo copy failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Where the registry listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The registry's own log so far (warnings and errors, such as why it
+    /// refused a token), for failure messages.
+    pub fn app_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
     }
 
     /// `(method, target, status, bytes)` of every request so far.

@@ -1,0 +1,291 @@
+//! The OCI mirror port against registries that want credentials: a real
+//! `docker-registry` behind htpasswd (Basic) and behind token auth (Bearer
+//! JWTs from a real issuer). Agents given a docker `config.json` serve the
+//! manifest and every blob; agents without one answer `401 UNAUTHORIZED`;
+//! and an agent fetches a token once per repository and reuses it rather
+//! than asking the issuer per request.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use common::raw::{ACCEPT, request};
+use common::registry::{Auth, Image, Registry, build_image};
+use common::tokens::TokenIssuer;
+use common::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+const MIB: usize = 1 << 20;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret";
+
+/// Writes a docker `config.json` in `dir` holding `user:password` for
+/// `host`, as `--registry-credentials` reads it.
+fn credentials_file(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
+    let mut auths = serde_json::Map::new();
+    auths.insert(
+        host.to_owned(),
+        serde_json::json!({"auth": BASE64_STANDARD.encode(format!("{user}:{password}"))}),
+    );
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::json!({ "auths": auths }).to_string()).unwrap();
+    path
+}
+
+/// Reads `name:tag`'s manifest and every blob of `image` through the
+/// mirror port `m`: all 200 and matching their digests.
+fn pull_all(m: SocketAddr, ns: &str, name: &str, tag: &str, image: &Image) {
+    let r = request(
+        m,
+        "GET",
+        &format!("/v2/{name}/manifests/{tag}{ns}"),
+        &[ACCEPT],
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "manifest {name}:{tag}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(sha256(&r.body), image.manifest);
+    for (digest, size) in &image.blobs {
+        let r = request(m, "GET", &format!("/v2/{name}/blobs/{digest}{ns}"), &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "blob {digest}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.body.len() as u64, *size);
+        assert_eq!(sha256(&r.body), *digest);
+    }
+}
+
+/// Asks the mirror port `m` for `name:tag`'s manifest and a blob of
+/// `image`: both refused with 401 `UNAUTHORIZED`.
+fn assert_refused(m: SocketAddr, ns: &str, name: &str, tag: &str, image: &Image) {
+    let r = request(
+        m,
+        "GET",
+        &format!("/v2/{name}/manifests/{tag}{ns}"),
+        &[ACCEPT],
+    );
+    assert_eq!(
+        r.status,
+        401,
+        "manifest {name}:{tag} without credentials: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.error_code(), "UNAUTHORIZED");
+    let (digest, _) = &image.blobs[1];
+    let r = request(m, "GET", &format!("/v2/{name}/blobs/{digest}{ns}"), &[]);
+    assert_eq!(
+        r.status,
+        401,
+        "blob {digest} without credentials: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.error_code(), "UNAUTHORIZED");
+}
+
+/// Registry answers (successful ones) to requests for repository `name`
+/// after the first `from` lines of its access log.
+fn served_since(registry: &Registry, from: usize, name: &str) -> usize {
+    let prefix = format!("/v2/{name}/");
+    registry
+        .log()
+        .iter()
+        .skip(from)
+        .filter(|(_, target, status, _)| target.starts_with(&prefix) && *status < 300)
+        .count()
+}
+
+#[test]
+fn an_htpasswd_registry_is_mirrored_with_credentials_and_refused_without() {
+    let registry = Registry::start_with(Auth::Htpasswd {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let layout = tempfile::tempdir().unwrap();
+    let image = build_image(layout.path(), "v1", &[3 * MIB, 200_000], 31);
+    registry.push_with_creds(
+        layout.path(),
+        "team/private",
+        "v1",
+        Some(&format!("{USER}:{PASSWORD}")),
+    );
+    // The registry itself refuses a client without credentials.
+    let r = request(
+        registry.addr(),
+        "GET",
+        "/v2/team/private/manifests/v1",
+        &[ACCEPT],
+    );
+    assert_eq!(r.status, 401, "the registry must want credentials");
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Basic ")),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+
+    let host = registry.host();
+    let reg = registry.upstream();
+    let creds_dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(creds_dir.path(), &host, USER, PASSWORD)
+        .display()
+        .to_string();
+    let ns = registry.ns();
+    let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &creds]);
+    pull_all(
+        cluster.agents[0].mirror_addr(),
+        &ns,
+        "team/private",
+        "v1",
+        &image,
+    );
+
+    // An agent of another cluster, without credentials: the registry's
+    // 401 reaches the client as the OCI error.
+    let anonymous = Cluster::new(1, &["--registry", &reg]);
+    assert_refused(
+        anonymous.agents[0].mirror_addr(),
+        &ns,
+        "team/private",
+        "v1",
+        &image,
+    );
+}
+
+#[test]
+fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
+    let issuer = TokenIssuer::start(USER, PASSWORD);
+    let registry = Registry::start_with(Auth::Token {
+        realm: issuer.realm(),
+        service: tokens::SERVICE.into(),
+        issuer: tokens::ISSUER.into(),
+        bundle: issuer.bundle(),
+    });
+    let name = "team/sealed";
+    let creds_arg = format!("{USER}:{PASSWORD}");
+    let layout = tempfile::tempdir().unwrap();
+    let image = build_image(layout.path(), "v1", &[3 * MIB, 200_000], 32);
+    registry.push_with_creds(layout.path(), name, "v1", Some(&creds_arg));
+    assert!(
+        issuer.issued() >= 1,
+        "skopeo pushed without a token?\n{}",
+        registry.app_log()
+    );
+    let r = request(
+        registry.addr(),
+        "GET",
+        &format!("/v2/{name}/manifests/v1"),
+        &[ACCEPT],
+    );
+    assert_eq!(r.status, 401, "the registry must want a token");
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer ")),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+
+    let host = registry.host();
+    let reg = registry.upstream();
+    let creds_dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(creds_dir.path(), &host, USER, PASSWORD)
+        .display()
+        .to_string();
+    let ns = registry.ns();
+    let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &creds]);
+    let agents = cluster.agents.len();
+    let before_pull = issuer.issued();
+    let scopes_before = issuer.scopes().len();
+    pull_all(cluster.agents[0].mirror_addr(), &ns, name, "v1", &image);
+    assert!(
+        issuer.issued() > before_pull,
+        "the agents read the registry without tokens?\n{}",
+        registry.app_log()
+    );
+    // The agents asked for exactly what a pull of this repository needs.
+    let wanted = format!("repository:{name}:pull");
+    let asked = issuer.scopes();
+    assert!(
+        asked[scopes_before..].iter().all(|s| *s == wanted),
+        "scopes asked for: {:?}",
+        &asked[scopes_before..]
+    );
+
+    // Reuse. Each agent keeps its token per (registry, repository scope)
+    // until shortly before it expires (300 s), so from here on an agent
+    // asks the issuer at most once if it never has (the first reads may
+    // all have gone through the other agent), plus once more if a slow
+    // run outlived its token: at most 2 per agent, however many requests
+    // reach the registry.
+    let bound = 2 * agents;
+
+    // Every blob again through the other agent. It has not served this
+    // manifest, so it learns each blob's size with a HEAD at the
+    // registry; the bytes come from the mesh.
+    let before = issuer.issued();
+    let mark = registry.log().len();
+    for (digest, size) in &image.blobs {
+        let r = request(
+            cluster.agents[1].mirror_addr(),
+            "GET",
+            &format!("/v2/{name}/blobs/{digest}{ns}"),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.body.len() as u64, *size);
+        assert_eq!(sha256(&r.body), *digest);
+    }
+    let grown = issuer.issued() - before;
+    assert!(
+        grown <= bound,
+        "{grown} new tokens for {} registry requests: not reused",
+        served_since(&registry, mark, name)
+    );
+
+    // A second image in the same repository: new blobs, so every read
+    // reaches the registry, and all of it under the same scope. Each
+    // agent resolves the tag first, one after the other, so that no
+    // agent races itself for its first token.
+    let layout2 = tempfile::tempdir().unwrap();
+    let image2 = build_image(layout2.path(), "v2", &[3 * MIB, 200_000], 33);
+    registry.push_with_creds(layout2.path(), name, "v2", Some(&creds_arg));
+    let before = issuer.issued();
+    let mark = registry.log().len();
+    for a in &cluster.agents {
+        let r = request(
+            a.mirror_addr(),
+            "HEAD",
+            &format!("/v2/{name}/manifests/v2{ns}"),
+            &[ACCEPT],
+        );
+        assert_eq!(r.status, 200, "{}: HEAD {name}:v2", a.name);
+    }
+    for a in &cluster.agents {
+        pull_all(a.mirror_addr(), &ns, name, "v2", &image2);
+    }
+    let grown = issuer.issued() - before;
+    let served = served_since(&registry, mark, name);
+    assert!(
+        served > image2.blobs.len(),
+        "only {served} registry requests for a new image of {} blobs",
+        image2.blobs.len()
+    );
+    assert!(
+        grown <= bound,
+        "{grown} new tokens for {served} registry requests: not reused"
+    );
+
+    // Without credentials the issuer refuses the agent, and the client
+    // sees the registry's 401 as the OCI error; no token is issued.
+    let before = issuer.issued();
+    let anonymous = Cluster::new(1, &["--registry", &reg]);
+    assert_refused(anonymous.agents[0].mirror_addr(), &ns, name, "v1", &image);
+    assert_eq!(issuer.issued(), before);
+}
