@@ -3,7 +3,8 @@
 //! JWTs from a real issuer). Agents given a docker `config.json` serve the
 //! manifest and every blob; agents without one answer `401 UNAUTHORIZED`;
 //! and an agent fetches a token once per repository and reuses it rather
-//! than asking the issuer per request.
+//! than asking the issuer per request. Credentials never follow a redirect
+//! to blob storage on another host.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -288,4 +289,80 @@ fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
     let anonymous = Cluster::new(1, &["--registry", &reg]);
     assert_refused(anonymous.agents[0].mirror_addr(), &ns, name, "v1", &image);
     assert_eq!(issuer.issued(), before);
+}
+
+#[test]
+fn credentials_are_not_forwarded_when_a_registry_redirects_blobs_elsewhere() {
+    // Blob storage on another host (127.0.0.2): it refuses any request
+    // that carries an Authorization header.
+    let storage = Nginx::start_with(
+        "127.0.0.2".parse().unwrap(),
+        "if ($http_authorization) { return 403; }",
+    );
+    // The registry: docker-registry behind nginx with Basic auth, which
+    // answers blob reads with a redirect to the storage host, as
+    // registries backed by object stores do.
+    let backend = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let image = build_image(layout.path(), "v1", &[3 * MIB, 100_000], 34);
+    backend.push(layout.path(), "team/redirected", "v1");
+    for (digest, _) in &image.blobs {
+        let hex = &digest["sha256:".len()..];
+        storage.put(
+            hex,
+            &std::fs::read(layout.path().join("blobs/sha256").join(hex)).unwrap(),
+        );
+    }
+    let auth_dir = tempfile::tempdir().unwrap();
+    let users = auth_dir.path().join("htpasswd");
+    let ok = std::process::Command::new("htpasswd")
+        .args(["-bc"])
+        .arg(&users)
+        .args([USER, PASSWORD])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "htpasswd (scripts/test installs apache2-utils)");
+    let front = Nginx::start_with(
+        LOOPBACK,
+        &format!(
+            "auth_basic \"registry\"; auth_basic_user_file {users};
+        location ~ ^/v2/.+/blobs/sha256:([a-f0-9]+)$ {{ return 307 http://{storage}/$1; }}
+        location / {{ proxy_pass http://{backend}; }}",
+            users = users.display(),
+            storage = std::net::SocketAddr::new(storage.ip, storage.port),
+            backend = backend.addr(),
+        ),
+    );
+    let host = std::net::SocketAddr::new(front.ip, front.port).to_string();
+    let creds_dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(creds_dir.path(), &host, USER, PASSWORD)
+        .display()
+        .to_string();
+    let upstream = format!("{host}=http://{host}");
+    let cluster = Cluster::new(
+        2,
+        &[
+            "--stripe-size",
+            "1MiB",
+            "--registry",
+            &upstream,
+            "--registry-credentials",
+            &creds,
+        ],
+    );
+    let ns = format!("?ns={}", host.replace(':', "%3A"));
+    pull_all(
+        cluster.agents[1].mirror_addr(),
+        &ns,
+        "team/redirected",
+        "v1",
+        &image,
+    );
+    // The bytes really came from the storage host, with no credentials.
+    for (digest, size) in &image.blobs {
+        let served = storage.bytes_served(&format!("/{}", &digest["sha256:".len()..]));
+        assert_eq!(served, *size, "{digest} from the storage host");
+    }
 }
