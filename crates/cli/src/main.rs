@@ -1,7 +1,7 @@
 //! `shoal`: the command line. `shoal agent` runs a node's agent;
 //! `shoal get` fetches an object through the local agent; `shoal status`
 //! shows what the local agent knows; `shoal containerd-config` points
-//! containerd at the agent's mirror.
+//! containerd at the agent's mirror; `shoal sim` runs the simulator.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 mod containerd;
 mod get;
+mod sim;
 mod status;
 
 /// shoal: a peer-to-peer, content-addressed pull-through cache.
@@ -35,6 +36,8 @@ enum Cmd {
     /// Point containerd at the local agent's mirror (hosts.toml per
     /// registry, previous files backed up; --restore puts them back).
     ContainerdConfig(containerd::ContainerdArgs),
+    /// Simulate the protocol at fleet scale with the real placement core.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Args)]
@@ -226,5 +229,6 @@ async fn main() -> Result<()> {
         Cmd::Get(args) => get::run(args).await,
         Cmd::Status(args) => status::run(args).await,
         Cmd::ContainerdConfig(args) => containerd::run(args),
+        Cmd::Sim(args) => sim::run(args),
     }
 }

@@ -1,0 +1,48 @@
+//! `shoal sim placement` from the command line: the same arguments print
+//! the same bytes, and every output format carries the figures.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::process::Command;
+
+fn sim(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["sim", "placement", "--nodes", "512", "--seeds", "3"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn placement_is_deterministic_in_every_format() {
+    let table = sim(&[]);
+    assert_eq!(
+        table,
+        sim(&["--threads", "1"]),
+        "threads must not change results"
+    );
+    assert!(table.contains("| client hops |"), "{table}");
+    assert_ne!(table, sim(&["--seed", "2"]), "another seed, other figures");
+
+    let json: serde_json::Value = serde_json::from_str(&sim(&["--json"])).unwrap();
+    assert_eq!(json["seeds"].as_array().unwrap().len(), 3);
+    assert_eq!(json["pns"].as_array().unwrap().len(), 3);
+    let pulls = json["pns"][0]["counts"]["pulls"].as_u64().unwrap();
+    assert_eq!(pulls, 512 * 10, "one request of 10 stripes per node");
+
+    let csv = sim(&["--csv"]);
+    assert!(csv.starts_with("figure,rule,mean,p5,p95\n"));
+    assert_eq!(csv.lines().count(), 1 + 12 * 3);
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["sim", "placement", "--weights", "1,2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("three numbers"));
+}

@@ -1,0 +1,22 @@
+//! shoal's simulator: the real placement core (`shoal-placement`, the
+//! code the agent routes with) driven at 10,000 to 100,000 nodes, with no
+//! network and no clock. Deterministic for a seed: every random draw
+//! comes from ChaCha streams derived from it.
+//!
+//! - [`counting`]: the counting model, one pull after another, with
+//!   forward-and-cache into per-node LRU stores; hops, locality, copies,
+//!   serve skew.
+//! - [`placement`]: `shoal sim placement`, the counting model over many
+//!   seeds, nearest-tier routing paired with uniform choice.
+//! - [`topology`], [`workload`]: the fleet and its demand.
+//! - [`stats`], [`table`]: summaries and their printing.
+//!
+//! This crate links neither the agent nor any HTTP stack.
+
+pub mod counting;
+pub mod placement;
+pub mod rng;
+pub mod stats;
+pub mod table;
+pub mod topology;
+pub mod workload;
