@@ -6,7 +6,9 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_sim::counting::{Counting, Eps, Pinning};
-use shoal_sim::placement;
+use shoal_sim::timed::net::Network;
+use shoal_sim::timed::{System, Timed};
+use shoal_sim::{placement, rollout};
 use std::time::Instant;
 
 /// Arguments of `shoal sim`.
@@ -21,6 +23,109 @@ enum Scenario {
     /// The counting model: hops, locality, copies and serve skew, nearest
     /// tier against uniform choice, paired by seed.
     Placement(Box<PlacementArgs>),
+    /// The timed model: one object to every node at once, cold, under
+    /// shoal and the baselines (direct, flat owner hash, DHT providers).
+    Rollout(Box<RolloutArgs>),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SystemArg {
+    Shoal,
+    Direct,
+    Flat,
+    Dht,
+}
+
+#[derive(Args)]
+struct RolloutArgs {
+    /// Nodes in the fleet.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The object's size.
+    #[arg(long, default_value = "4GiB")]
+    object: String,
+    /// Stripe size.
+    #[arg(long, default_value = "64MiB")]
+    stripe: String,
+    /// Stripes a client fetches at once.
+    #[arg(long, default_value_t = 4)]
+    readahead: usize,
+    /// V: the L2 finger set has V*b nodes.
+    #[arg(long, default_value_t = 2)]
+    v: usize,
+    /// Node NIC speed, each way, Gbit/s.
+    #[arg(long, default_value_t = 25.0)]
+    nic_gbps: f64,
+    /// Rack uplink oversubscription.
+    #[arg(long, default_value_t = 4.0)]
+    rack_oversub: f64,
+    /// Row uplink oversubscription.
+    #[arg(long, default_value_t = 2.0)]
+    row_oversub: f64,
+    /// The origin's link, Gbit/s.
+    #[arg(long, default_value_t = 10.0)]
+    origin_gbps: f64,
+    /// Delay to a transfer's first byte per hop, ms.
+    #[arg(long, default_value_t = 0.5)]
+    hop_latency_ms: f64,
+    /// Shortest time step, ms.
+    #[arg(long, default_value_t = 5.0)]
+    step_ms: f64,
+    /// Nodes per rack.
+    #[arg(long, default_value_t = 32)]
+    nodes_per_rack: usize,
+    /// Racks per row.
+    #[arg(long, default_value_t = 16)]
+    racks_per_row: usize,
+    /// Systems to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Direct, SystemArg::Flat, SystemArg::Dht])]
+    systems: Vec<SystemArg>,
+    #[command(flatten)]
+    out: Output,
+}
+
+impl RolloutArgs {
+    fn config(&self) -> Result<Timed> {
+        let size = |what: &str, s: &str| {
+            shoal_store::parse_size(s).map_err(|e| anyhow::anyhow!("--{what} {s:?}: {e}"))
+        };
+        if self.nodes < 2 {
+            bail!("--nodes must be at least 2");
+        }
+        let mut c = Timed::new(self.nodes);
+        c.object_bytes = size("object", &self.object)?;
+        c.stripe_bytes = size("stripe", &self.stripe)?;
+        if c.object_bytes == 0 || c.stripe_bytes == 0 {
+            bail!("--object and --stripe must be positive");
+        }
+        for (name, v) in [
+            ("nic-gbps", self.nic_gbps),
+            ("origin-gbps", self.origin_gbps),
+            ("rack-oversub", self.rack_oversub),
+            ("row-oversub", self.row_oversub),
+            ("step-ms", self.step_ms),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("--{name} must be a positive number");
+            }
+        }
+        c.readahead = self.readahead.max(1);
+        c.v = self.v;
+        c.topology.nodes_per_rack = self.nodes_per_rack.max(1);
+        c.topology.racks_per_row = self.racks_per_row.max(1);
+        c.network = Network {
+            nic_gbps: self.nic_gbps,
+            rack_oversub: self.rack_oversub,
+            row_oversub: self.row_oversub,
+            origin_gbps: self.origin_gbps,
+            hop_latency_ms: self.hop_latency_ms.max(0.0),
+            step_ms: self.step_ms,
+        };
+        Ok(c)
+    }
 }
 
 /// How results are printed.
@@ -212,6 +317,53 @@ pub fn run(args: SimArgs) -> Result<()> {
                 println!(
                     "\nmean [p5, p95] across seeds; PNS benefit is (uniform - PNS) / uniform per seed."
                 );
+            }
+            eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Scenario::Rollout(a) => {
+            let cfg = a.config()?;
+            let systems: Vec<System> = a
+                .systems
+                .iter()
+                .map(|s| match s {
+                    SystemArg::Shoal => System::Shoal,
+                    SystemArg::Direct => System::Direct,
+                    SystemArg::Flat => System::Flat,
+                    SystemArg::Dht => System::Dht,
+                })
+                .collect();
+            let started = Instant::now();
+            let pb = bar(systems.len() as u64);
+            let report = rollout::run(&cfg, &systems, a.seed, threads(&a.out), &|| pb.inc(1))?;
+            pb.finish_and_clear();
+            if a.out.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if a.out.csv {
+                print!("{}", report.table().csv());
+            } else {
+                let (t, n) = (&cfg.topology, &cfg.network);
+                println!(
+                    "# shoal sim rollout: {:.1} GiB in {} MiB stripes to {} nodes at once, cold (seed {})\n",
+                    cfg.object_bytes as f64 / f64::from(1u32 << 30),
+                    cfg.stripe_bytes >> 20,
+                    t.nodes,
+                    a.seed
+                );
+                println!(
+                    "{} nodes per rack, {} racks per row, {} rows; NICs {} Gbit/s, rack uplinks {}:1, row uplinks {}:1, origin {} Gbit/s; {} ms per hop to first byte; read-ahead {} stripes; lower bound {:.2} s\n",
+                    t.nodes_per_rack,
+                    t.racks_per_row,
+                    t.rows(),
+                    n.nic_gbps,
+                    n.rack_oversub,
+                    n.row_oversub,
+                    n.origin_gbps,
+                    n.hop_latency_ms,
+                    cfg.readahead,
+                    report.lower_bound_s
+                );
+                print!("{}", report.table().markdown());
             }
             eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())

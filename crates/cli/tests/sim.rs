@@ -1,21 +1,25 @@
-//! `shoal sim placement` from the command line: the same arguments print
-//! the same bytes, and every output format carries the figures.
+//! `shoal sim placement` and `shoal sim rollout` from the command line:
+//! the same arguments print the same bytes, and every output format
+//! carries the figures.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::process::Command;
 
-fn sim(args: &[&str]) -> String {
+/// Runs `shoal sim` with `base` then `extra` arguments; its stdout.
+fn run_sim(base: &[&str], extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["sim", "placement", "--nodes", "512", "--seeds", "3"])
-        .args(args)
+        .arg("sim")
+        .args(base)
+        .args(extra)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     String::from_utf8(out.stdout).unwrap()
+}
+
+fn sim(args: &[&str]) -> String {
+    run_sim(&["placement", "--nodes", "512", "--seeds", "3"], args)
 }
 
 #[test]
@@ -45,4 +49,26 @@ fn placement_is_deterministic_in_every_format() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("three numbers"));
+}
+
+#[test]
+fn rollout_compares_every_system_and_is_deterministic() {
+    let run = |extra: &[&str]| {
+        let base = [
+            "rollout", "--nodes", "120", "--object", "96MiB", "--stripe", "8MiB",
+        ];
+        run_sim(&base, extra)
+    };
+    let table = run(&[]);
+    for system in ["shoal", "direct", "flat", "dht"] {
+        assert!(table.contains(&format!("| {system} |")), "{table}");
+    }
+    assert_eq!(table, run(&["--threads", "1"]));
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["--json", "--systems", "direct"])).unwrap();
+    let amp = json["rows"][0]["amplification"].as_f64().unwrap();
+    assert!(
+        (amp - 120.0).abs() < 1e-6,
+        "direct takes the object once per node: {amp}"
+    );
 }

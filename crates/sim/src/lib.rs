@@ -8,15 +8,21 @@
 //!   serve skew.
 //! - [`placement`]: `shoal sim placement`, the counting model over many
 //!   seeds, nearest-tier routing paired with uniform choice.
+//! - [`timed`]: the timed model, flows over a rate-limited network in
+//!   time steps, for shoal and the baselines.
+//! - [`rollout`]: `shoal sim rollout`, one object to every node at once.
 //! - [`topology`], [`workload`]: the fleet and its demand.
 //! - [`stats`], [`table`]: summaries and their printing.
 //!
 //! This crate links neither the agent nor any HTTP stack.
 
 pub mod counting;
+pub mod par;
 pub mod placement;
 pub mod rng;
+pub mod rollout;
 pub mod stats;
 pub mod table;
+pub mod timed;
 pub mod topology;
 pub mod workload;

@@ -8,8 +8,6 @@ use crate::stats::{Summary, paired_benefit};
 use crate::table::Table;
 use serde::Serialize;
 use shoal_placement::PlacementError;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One reported figure: its name, how to print it, and how to read it
 /// from a run.
@@ -124,36 +122,14 @@ pub fn run(
     let jobs: Vec<(u64, Rule)> = (0..seeds as u64)
         .flat_map(|i| [(first_seed + i, Rule::Pns), (first_seed + i, Rule::Uniform)])
         .collect();
-    let results: Mutex<Vec<Option<Result<Run, PlacementError>>>> =
-        Mutex::new(vec![None; jobs.len()]);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(seed, rule)) = jobs.get(i) else {
-                        break;
-                    };
-                    let r = counting::run(cfg, seed, rule);
-                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
-                    progress();
-                }
-            });
-        }
-    });
-    let mut runs = results
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter();
+    let mut runs = crate::par::map(&jobs, threads, progress, |&(seed, rule)| {
+        counting::run(cfg, seed, rule)
+    })
+    .into_iter();
     let (mut pns, mut uniform) = (Vec::new(), Vec::new());
     while let (Some(p), Some(u)) = (runs.next(), runs.next()) {
-        let missing = || PlacementError::InvalidConfig {
-            setting: "threads",
-            reason: "a simulation thread stopped early".into(),
-        };
-        pns.push(p.ok_or_else(missing)??);
-        uniform.push(u.ok_or_else(missing)??);
+        pns.push(p?);
+        uniform.push(u?);
     }
     let rows = FIGURES
         .iter()

@@ -1,0 +1,142 @@
+//! `shoal sim rollout`: one object to every node at once, cold, under
+//! shoal and the baselines on the same fleet, network and seed.
+
+use crate::stats::percentile;
+use crate::table::Table;
+use crate::timed::net::bytes_per_s;
+use crate::timed::{Outcome, System, Timed, rollout};
+use serde::Serialize;
+use shoal_placement::PlacementError;
+
+/// One system's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// The system.
+    pub system: System,
+    /// Median time for a node to have the whole object, seconds.
+    pub p50_s: f64,
+    /// 99th percentile.
+    pub p99_s: f64,
+    /// The last node.
+    pub max_s: f64,
+    /// p99 over the lower bound.
+    pub p99_over_bound: f64,
+    /// Bytes the origin sent.
+    pub origin_bytes: f64,
+    /// Origin bytes over the object's size.
+    pub amplification: f64,
+    /// Share of moved bytes that left a rack.
+    pub cross_rack: f64,
+    /// Share of moved bytes that left a row.
+    pub cross_row: f64,
+    /// Share of client pulls found in the mesh rather than started at the
+    /// origin.
+    pub mesh_hits: f64,
+    /// Nodes that did not finish within the limit.
+    pub unfinished: usize,
+}
+
+/// The result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// What was simulated.
+    pub config: Timed,
+    /// The seed.
+    pub seed: u64,
+    /// `max(object / origin bandwidth, object / NIC)`, seconds.
+    pub lower_bound_s: f64,
+    /// One row per system.
+    pub rows: Vec<Row>,
+}
+
+/// The lower bound on any node's completion: the origin must send the
+/// object once, and each node must receive it whole.
+pub fn lower_bound(cfg: &Timed) -> f64 {
+    let b = cfg.object_bytes as f64;
+    (b / bytes_per_s(cfg.network.origin_gbps)).max(b / bytes_per_s(cfg.network.nic_gbps))
+}
+
+fn row(cfg: &Timed, system: System, o: &Outcome, bound: f64) -> Row {
+    let mut f = o.finish_s.clone();
+    f.sort_by(f64::total_cmp);
+    let p99 = percentile(&f, 99.0);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Row {
+        system,
+        p50_s: percentile(&f, 50.0),
+        p99_s: p99,
+        max_s: f.last().copied().unwrap_or(0.0),
+        p99_over_bound: ratio(p99, bound),
+        origin_bytes: o.origin_bytes,
+        amplification: ratio(o.origin_bytes, cfg.object_bytes as f64),
+        cross_rack: ratio(o.cross_rack_bytes, o.moved_bytes),
+        cross_row: ratio(o.cross_row_bytes, o.moved_bytes),
+        mesh_hits: ratio(o.mesh_hits as f64, o.pulls as f64),
+        unfinished: f.iter().filter(|t| !t.is_finite()).count(),
+    }
+}
+
+/// Runs `systems` on `threads` threads, calling `progress` as each ends.
+pub fn run(
+    cfg: &Timed,
+    systems: &[System],
+    seed: u64,
+    threads: usize,
+    progress: &(dyn Fn() + Sync),
+) -> Result<Report, PlacementError> {
+    let outcomes = crate::par::map(systems, threads, progress, |&s| rollout(cfg, s, seed));
+    let bound = lower_bound(cfg);
+    let mut rows = Vec::new();
+    for (system, o) in systems.iter().zip(outcomes) {
+        rows.push(row(cfg, *system, &o?, bound));
+    }
+    Ok(Report {
+        config: cfg.clone(),
+        seed,
+        lower_bound_s: bound,
+        rows,
+    })
+}
+
+fn secs(s: f64) -> String {
+    if !s.is_finite() {
+        "not done".into()
+    } else if s >= 100.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+impl Report {
+    /// One row per system.
+    pub fn table(&self) -> Table {
+        let mut t = Table::new([
+            "system",
+            "makespan p50",
+            "p99",
+            "max",
+            "p99 / bound",
+            "origin GiB",
+            "amplification",
+            "cross-rack bytes",
+            "cross-row bytes",
+            "found in mesh",
+        ]);
+        for r in &self.rows {
+            t.row([
+                format!("{:?}", r.system).to_lowercase(),
+                secs(r.p50_s),
+                secs(r.p99_s),
+                secs(r.max_s),
+                format!("{:.2}", r.p99_over_bound),
+                format!("{:.1}", r.origin_bytes / f64::from(1u32 << 30)),
+                format!("{:.2}", r.amplification),
+                format!("{:.1}%", 100.0 * r.cross_rack),
+                format!("{:.1}%", 100.0 * r.cross_row),
+                format!("{:.1}%", 100.0 * r.mesh_hits),
+            ]);
+        }
+        t
+    }
+}
