@@ -14,6 +14,8 @@
 //! owner, or uniformly) and an eager push (an H2 that serves a hit also
 //! pushes a copy to its H1 if that one is cold).
 
+mod stores;
+
 use crate::rng::{self, below};
 use crate::topology::{Distance, Topology, Weights};
 use crate::workload::{Workload, shuffle};
@@ -24,6 +26,7 @@ use serde::Serialize;
 use shoal_placement::{NodeId, PlacementConfig, PlacementError, View, fan_base};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use stores::Stores;
 
 /// `eps`, the chance that H1 is picked uniformly rather than nearest.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -198,62 +201,6 @@ pub struct Run {
     pub counts: Counts,
     /// Pairing fingerprints.
     pub digests: Digests,
-}
-
-/// Per-node stores and per-stripe copy counts.
-struct Stores {
-    cap: usize,
-    lru: Vec<LruCache<u32, bool>>,
-    pinned: Vec<Vec<u32>>,
-    copies: Vec<u32>,
-    mesh_copies: Vec<u32>,
-}
-
-impl Stores {
-    fn holds(&self, node: u32, s: u32) -> bool {
-        self.pinned[s as usize].contains(&node) || self.lru[node as usize].contains_key(&s)
-    }
-
-    /// `node` uses or caches `s`; `as_hop` when it got it for someone else.
-    fn cache(&mut self, node: u32, s: u32, as_hop: bool) {
-        if self.pinned[s as usize].contains(&node) {
-            return;
-        }
-        let lru = &mut self.lru[node as usize];
-        if let Some(hop) = lru.get_mut(&s) {
-            if as_hop && !*hop {
-                *hop = true;
-                self.mesh_copies[s as usize] += 1;
-            }
-            return;
-        }
-        // Evict first: hashlink's `insert` would evict silently, and the
-        // copy counts must follow every eviction.
-        if lru.len() >= self.cap
-            && let Some((old, hop)) = lru.remove_lru()
-        {
-            self.copies[old as usize] -= 1;
-            self.mesh_copies[old as usize] -= u32::from(hop);
-        }
-        lru.insert(s, as_hop);
-        self.copies[s as usize] += 1;
-        self.mesh_copies[s as usize] += u32::from(as_hop);
-    }
-
-    /// Pins `s` on `node` (taking it out of the LRU if it was there).
-    fn pin(&mut self, node: u32, s: u32) {
-        if self.pinned[s as usize].contains(&node) {
-            return;
-        }
-        match self.lru[node as usize].remove(&s) {
-            Some(hop) => self.mesh_copies[s as usize] += u32::from(!hop),
-            None => {
-                self.copies[s as usize] += 1;
-                self.mesh_copies[s as usize] += 1;
-            }
-        }
-        self.pinned[s as usize].push(node);
-    }
 }
 
 /// Hop tallies.
@@ -525,45 +472,5 @@ fn metrics(
         skew_max: ratio(load.last().copied().unwrap_or(0.0), mean_load),
         origin_per_stripe: ratio(c.origin_fetches as f64, c.stripes_requested as f64),
         local_hits: ratio(c.local_hits as f64, c.pulls as f64),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Copy counts agree with a scan of every store, through evictions
-    /// and pins.
-    #[test]
-    fn copy_counts_follow_evictions_and_pins() {
-        let (nodes, stripes) = (5u32, 7u32);
-        let mut st = Stores {
-            cap: 2,
-            lru: (0..nodes).map(|_| LruCache::new_unbounded()).collect(),
-            pinned: vec![Vec::new(); stripes as usize],
-            copies: vec![0; stripes as usize],
-            mesh_copies: vec![0; stripes as usize],
-        };
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for step in 0..2000 {
-            let (node, s) = (below(&mut rng, 5) as u32, below(&mut rng, 7) as u32);
-            if step % 97 == 0 {
-                st.pin(node, s);
-            } else {
-                st.cache(node, s, step % 3 == 0);
-            }
-            for x in 0..stripes {
-                let held = (0..nodes).filter(|&n| st.holds(n, x)).count() as u32;
-                assert_eq!(st.copies[x as usize], held, "step {step}, stripe {x}");
-                let hop = (0..nodes)
-                    .filter(|&n| {
-                        st.pinned[x as usize].contains(&n)
-                            || st.lru[n as usize].peek(&x) == Some(&true)
-                    })
-                    .count() as u32;
-                assert_eq!(st.mesh_copies[x as usize], hop, "step {step}, stripe {x}");
-            }
-            assert!(st.lru.iter().all(|l| l.len() <= 2));
-        }
     }
 }
