@@ -5,7 +5,10 @@
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use shoal_placement::PlacementError;
 use shoal_sim::counting::{Counting, Eps, Pinning};
+use shoal_sim::scaledown::{self, ScaleDown};
 use shoal_sim::timed::net::Network;
 use shoal_sim::timed::{System, Timed};
 use shoal_sim::{placement, rollout};
@@ -26,6 +29,45 @@ enum Scenario {
     /// The timed model: one object to every node at once, cold, under
     /// shoal and the baselines (direct, flat owner hash, DHT providers).
     Rollout(Box<RolloutArgs>),
+    /// The timed model: nodes of a warm fleet vanish without warning while
+    /// new nodes join and pull; shoal against the DHT-TTL baseline.
+    ScaleDown(Box<ScaleDownArgs>),
+}
+
+#[derive(Args)]
+struct ScaleDownArgs {
+    /// Warm nodes holding the object at time zero.
+    #[arg(long, default_value_t = 8)]
+    warm: usize,
+    /// Of those, how many vanish at time zero.
+    #[arg(long, default_value_t = 3)]
+    vanish: usize,
+    /// New nodes that join and pull.
+    #[arg(long, default_value_t = 24)]
+    joiners: usize,
+    /// Seconds between joins.
+    #[arg(long, default_value_t = 5.0)]
+    every: f64,
+    /// The object's size.
+    #[arg(long, default_value = "1GiB")]
+    object: String,
+    /// Stripe size.
+    #[arg(long, default_value = "64MiB")]
+    stripe: String,
+    /// shoal's connect timeout for a peer that does not answer, ms.
+    #[arg(long, default_value_t = 50.0)]
+    connect_timeout_ms: f64,
+    /// The DHT's dial timeout per dead provider, s.
+    #[arg(long, default_value_t = 30.0)]
+    dht_dial_timeout: f64,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Systems to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Dht, SystemArg::Direct])]
+    systems: Vec<SystemArg>,
+    #[command(flatten)]
+    out: Output,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,18 +131,12 @@ struct RolloutArgs {
 
 impl RolloutArgs {
     fn config(&self) -> Result<Timed> {
-        let size = |what: &str, s: &str| {
-            shoal_store::parse_size(s).map_err(|e| anyhow::anyhow!("--{what} {s:?}: {e}"))
-        };
         if self.nodes < 2 {
             bail!("--nodes must be at least 2");
         }
         let mut c = Timed::new(self.nodes);
         c.object_bytes = size("object", &self.object)?;
         c.stripe_bytes = size("stripe", &self.stripe)?;
-        if c.object_bytes == 0 || c.stripe_bytes == 0 {
-            bail!("--object and --stripe must be positive");
-        }
         for (name, v) in [
             ("nic-gbps", self.nic_gbps),
             ("origin-gbps", self.origin_gbps),
@@ -259,6 +295,25 @@ impl PlacementArgs {
     }
 }
 
+fn systems(args: &[SystemArg]) -> Vec<System> {
+    args.iter()
+        .map(|s| match s {
+            SystemArg::Shoal => System::Shoal,
+            SystemArg::Direct => System::Direct,
+            SystemArg::Flat => System::Flat,
+            SystemArg::Dht => System::Dht,
+        })
+        .collect()
+}
+
+fn size(what: &str, s: &str) -> Result<u64> {
+    let v = shoal_store::parse_size(s).map_err(|e| anyhow::anyhow!("--{what} {s:?}: {e}"))?;
+    if v == 0 {
+        bail!("--{what} must be positive");
+    }
+    Ok(v)
+}
+
 fn threads(out: &Output) -> usize {
     out.threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -274,99 +329,75 @@ fn bar(len: u64) -> ProgressBar {
     pb
 }
 
+/// Runs a scenario with a progress bar over `jobs` runs, then prints its
+/// report as JSON, CSV or text, and the wall time on stderr.
+fn emit<R: Serialize>(
+    out: &Output,
+    jobs: usize,
+    run: impl FnOnce(usize, &(dyn Fn() + Sync)) -> Result<R, PlacementError>,
+    csv: fn(&R) -> String,
+    text: fn(&R) -> String,
+) -> Result<()> {
+    let started = Instant::now();
+    let pb = bar(jobs as u64);
+    let report = run(threads(out), &|| pb.inc(1))?;
+    pb.finish_and_clear();
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if out.csv {
+        print!("{}", csv(&report));
+    } else {
+        print!("{}", text(&report));
+    }
+    eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Runs the command.
 pub fn run(args: SimArgs) -> Result<()> {
     match args.scenario {
         Scenario::Placement(a) => {
             let cfg = a.config()?;
-            let started = Instant::now();
-            let pb = bar(2 * a.seeds as u64);
-            let report = placement::run(&cfg, a.seed, a.seeds, threads(&a.out), &|| pb.inc(1))?;
-            pb.finish_and_clear();
-            if a.out.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else if a.out.csv {
-                print!("{}", report.csv().csv());
-            } else {
-                let t = &cfg.topology;
-                println!(
-                    "# shoal sim placement: {} nodes ({} per rack, {} racks per row, {} rows), {} seeds from {}\n",
-                    t.nodes,
-                    t.nodes_per_rack,
-                    t.racks_per_row,
-                    t.rows(),
-                    a.seeds,
-                    a.seed
-                );
-                println!(
-                    "{} files x {} stripes, Zipf {}, {} requests per node; LRU {} stripes per node; r = {}, V = {}, b = {}, eps = {}{}{}\n",
-                    cfg.workload.files,
-                    cfg.workload.stripes,
-                    cfg.workload.alpha,
-                    cfg.workload.requests_per_node,
-                    cfg.capacity(),
-                    cfg.replicas,
-                    cfg.v,
-                    shoal_placement::fan_base(t.nodes),
-                    cfg.eps_value().map_or("1/b".into(), |e| format!("{e:.4}")),
-                    cfg.pinning
-                        .map_or(String::new(), |p| format!("; pinned replicas: {p:?}")),
-                    if cfg.eager_push { "; eager push" } else { "" },
-                );
-                print!("{}", report.table().markdown());
-                println!(
-                    "\nmean [p5, p95] across seeds; PNS benefit is (uniform - PNS) / uniform per seed."
-                );
-            }
-            eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
-            Ok(())
+            emit(
+                &a.out,
+                2 * a.seeds,
+                |threads, progress| placement::run(&cfg, a.seed, a.seeds, threads, progress),
+                |r| r.csv().csv(),
+                placement::Report::text,
+            )
         }
         Scenario::Rollout(a) => {
             let cfg = a.config()?;
-            let systems: Vec<System> = a
-                .systems
-                .iter()
-                .map(|s| match s {
-                    SystemArg::Shoal => System::Shoal,
-                    SystemArg::Direct => System::Direct,
-                    SystemArg::Flat => System::Flat,
-                    SystemArg::Dht => System::Dht,
-                })
-                .collect();
-            let started = Instant::now();
-            let pb = bar(systems.len() as u64);
-            let report = rollout::run(&cfg, &systems, a.seed, threads(&a.out), &|| pb.inc(1))?;
-            pb.finish_and_clear();
-            if a.out.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else if a.out.csv {
-                print!("{}", report.table().csv());
-            } else {
-                let (t, n) = (&cfg.topology, &cfg.network);
-                println!(
-                    "# shoal sim rollout: {:.1} GiB in {} MiB stripes to {} nodes at once, cold (seed {})\n",
-                    cfg.object_bytes as f64 / f64::from(1u32 << 30),
-                    cfg.stripe_bytes >> 20,
-                    t.nodes,
-                    a.seed
-                );
-                println!(
-                    "{} nodes per rack, {} racks per row, {} rows; NICs {} Gbit/s, rack uplinks {}:1, row uplinks {}:1, origin {} Gbit/s; {} ms per hop to first byte; read-ahead {} stripes; lower bound {:.2} s\n",
-                    t.nodes_per_rack,
-                    t.racks_per_row,
-                    t.rows(),
-                    n.nic_gbps,
-                    n.rack_oversub,
-                    n.row_oversub,
-                    n.origin_gbps,
-                    n.hop_latency_ms,
-                    cfg.readahead,
-                    report.lower_bound_s
-                );
-                print!("{}", report.table().markdown());
+            let systems = systems(&a.systems);
+            emit(
+                &a.out,
+                systems.len(),
+                |threads, progress| rollout::run(&cfg, &systems, a.seed, threads, progress),
+                |r| r.table().csv(),
+                rollout::Report::text,
+            )
+        }
+        Scenario::ScaleDown(a) => {
+            if a.vanish > a.warm || a.warm == 0 || a.joiners == 0 {
+                bail!("need --warm > 0, --vanish <= --warm and --joiners > 0");
             }
-            eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
-            Ok(())
+            let mut cfg = ScaleDown::new();
+            cfg.warm = a.warm;
+            cfg.vanish = a.vanish;
+            cfg.joiners = a.joiners;
+            cfg.every_s = a.every.max(0.0);
+            cfg.timed.object_bytes = size("object", &a.object)?;
+            cfg.timed.stripe_bytes = size("stripe", &a.stripe)?;
+            cfg.timed.failures.connect_timeout_ms = a.connect_timeout_ms.max(0.0);
+            cfg.timed.failures.dht_dial_timeout_s = a.dht_dial_timeout.max(0.0);
+            let systems = systems(&a.systems);
+            emit(
+                &a.out,
+                systems.len(),
+                |threads, progress| scaledown::run_all(&cfg, &systems, a.seed, threads, progress),
+                |r| r.timeline().csv(),
+                scaledown::Report::text,
+            )
         }
     }
 }

@@ -72,3 +72,30 @@ fn rollout_compares_every_system_and_is_deterministic() {
         "direct takes the object once per node: {amp}"
     );
 }
+
+#[test]
+fn scale_down_prints_a_summary_and_a_timeline() {
+    let base = [
+        "scale-down",
+        "--joiners",
+        "4",
+        "--every",
+        "2",
+        "--object",
+        "64MiB",
+        "--stripe",
+        "16MiB",
+    ];
+    let out = run_sim(&base, &[]);
+    assert!(
+        out.contains("| shoal |") && out.contains("| dht |"),
+        "{out}"
+    );
+    assert!(out.matches(" s | ").count() >= 4, "{out}");
+    assert_eq!(out, run_sim(&base, &["--threads", "1"]));
+    let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["sim", "scale-down", "--warm", "2", "--vanish", "3"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}

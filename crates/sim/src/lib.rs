@@ -11,6 +11,8 @@
 //! - [`timed`]: the timed model, flows over a rate-limited network in
 //!   time steps, for shoal and the baselines.
 //! - [`rollout`]: `shoal sim rollout`, one object to every node at once.
+//! - [`scaledown`]: `shoal sim scale-down`, nodes vanish from a warm fleet
+//!   while new ones join and pull.
 //! - [`topology`], [`workload`]: the fleet and its demand.
 //! - [`stats`], [`table`]: summaries and their printing.
 //!
@@ -21,6 +23,7 @@ pub mod par;
 pub mod placement;
 pub mod rng;
 pub mod rollout;
+pub mod scaledown;
 pub mod stats;
 pub mod table;
 pub mod timed;

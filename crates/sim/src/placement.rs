@@ -190,6 +190,35 @@ impl Report {
         t
     }
 
+    /// The whole report for people: what was run, then the table.
+    pub fn text(&self) -> String {
+        let (cfg, t) = (&self.config, &self.config.topology);
+        let first = self.seeds.first().copied().unwrap_or(0);
+        format!(
+            "# shoal sim placement: {} nodes ({} per rack, {} racks per row, {} rows), {} seeds from {first}\n\n\
+             {} files x {} stripes, Zipf {}, {} requests per node; LRU {} stripes per node; r = {}, V = {}, b = {}, eps = {}{}{}\n\n\
+             {}\nmean [p5, p95] across seeds; PNS benefit is (uniform - PNS) / uniform per seed.\n",
+            t.nodes,
+            t.nodes_per_rack,
+            t.racks_per_row,
+            t.rows(),
+            self.seeds.len(),
+            cfg.workload.files,
+            cfg.workload.stripes,
+            cfg.workload.alpha,
+            cfg.workload.requests_per_node,
+            cfg.capacity(),
+            cfg.replicas,
+            cfg.v,
+            shoal_placement::fan_base(t.nodes),
+            cfg.eps_value().map_or("1/b".into(), |e| format!("{e:.4}")),
+            cfg.pinning
+                .map_or(String::new(), |p| format!("; pinned replicas: {p:?}")),
+            if cfg.eager_push { "; eager push" } else { "" },
+            self.table().markdown(),
+        )
+    }
+
     /// The table as CSV, one line per figure and rule.
     pub fn csv(&self) -> Table {
         let mut t = Table::new(["figure", "rule", "mean", "p5", "p95"]);

@@ -109,6 +109,31 @@ fn secs(s: f64) -> String {
 }
 
 impl Report {
+    /// The whole report for people: the setting, then the table.
+    pub fn text(&self) -> String {
+        let cfg = &self.config;
+        let (t, n) = (&cfg.topology, &cfg.network);
+        format!(
+            "# shoal sim rollout: {:.1} GiB in {} MiB stripes to {} nodes at once, cold (seed {})\n\n\
+             {} nodes per rack, {} racks per row, {} rows; NICs {} Gbit/s, rack uplinks {}:1, row uplinks {}:1, origin {} Gbit/s; {} ms per hop to first byte; read-ahead {} stripes; lower bound {:.2} s\n\n{}",
+            cfg.object_bytes as f64 / f64::from(1u32 << 30),
+            cfg.stripe_bytes >> 20,
+            t.nodes,
+            self.seed,
+            t.nodes_per_rack,
+            t.racks_per_row,
+            t.rows(),
+            n.nic_gbps,
+            n.rack_oversub,
+            n.row_oversub,
+            n.origin_gbps,
+            n.hop_latency_ms,
+            cfg.readahead,
+            self.lower_bound_s,
+            self.table().markdown(),
+        )
+    }
+
     /// One row per system.
     pub fn table(&self) -> Table {
         let mut t = Table::new([

@@ -68,3 +68,42 @@ fn a_seed_fixes_the_result_and_shoal_beats_the_baselines() {
     let flat = rollout(&cfg, System::Flat, 5).unwrap();
     assert!(last(&a) < last(&flat) && last(&flat) < last(&direct));
 }
+
+#[test]
+fn after_a_scale_down_nobody_is_served_by_the_dead_and_shoal_pays_one_timeout_per_peer() {
+    use shoal_sim::scaledown::{ScaleDown, run_all};
+    let mut cfg = ScaleDown::new();
+    cfg.timed.object_bytes = 128 << 20;
+    cfg.timed.stripe_bytes = 16 << 20;
+    cfg.joiners = 8;
+    cfg.every_s = 1.0;
+    let systems = [System::Shoal, System::Dht, System::Direct];
+    let r = run_all(&cfg, &systems, 2, 2, &|| {}).unwrap();
+    let object = cfg.timed.object_bytes as f64;
+    for (s, o) in systems.iter().zip(&r.outcomes) {
+        assert_eq!(o.dead_bytes, 0.0, "{s:?}: a vanished node sent bytes");
+        for j in 0..cfg.joiners {
+            let n = cfg.warm + j;
+            assert!(
+                o.finish_s[n].is_finite(),
+                "{s:?}: joiner {j} never finished"
+            );
+            assert!(o.finish_s[n] >= o.start_s[n]);
+        }
+        // Joiners receive the object once each; warm nodes receive
+        // nothing; whatever moved came from somewhere.
+        assert!(
+            (o.moved_bytes - cfg.joiners as f64 * object).abs() < 1.0,
+            "{s:?}"
+        );
+    }
+    let (shoal, dht) = (&r.outcomes[0], &r.outcomes[1]);
+    assert_eq!(shoal.origin_bytes, 0.0, "the warm fleet holds everything");
+    // One connect timeout per (joiner, vanished peer) at most, and only
+    // before detection.
+    let timeout = cfg.timed.failures.connect_timeout_ms / 1000.0;
+    assert!(shoal.stale_wait_s <= (cfg.joiners * cfg.vanish) as f64 * timeout + 1e-9);
+    // The DHT pays a whole dial timeout whenever it picks a dead record.
+    assert!(dht.stale_attempts > 0);
+    assert!(dht.stale_wait_s >= cfg.timed.failures.dht_dial_timeout_s);
+}

@@ -17,16 +17,20 @@
 //! a step lasts at least `step_ms` and at most until the next flow would
 //! finish.
 
+mod driver;
+pub mod faults;
 pub mod net;
 
-use crate::rng::{self, below};
+pub use driver::{rollout, run};
+
+use crate::rng::below;
 use crate::topology::{Distance, Topology};
+use faults::Failures;
 use net::{End, Links, Network, Way};
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use shoal_placement::{Key, NodeId, PlacementConfig, PlacementError, View};
-use std::collections::HashMap;
+use shoal_placement::{Key, NodeId, View};
+use std::collections::{HashMap, HashSet};
 
 /// Where clients get stripes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -60,14 +64,24 @@ pub struct Timed {
     pub v: usize,
     /// Simulated time after which a run gives up.
     pub limit_s: f64,
+    /// How vanished nodes are noticed and paid for.
+    pub failures: Failures,
 }
 
 /// What one run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Outcome {
-    /// When each node had the whole object, in seconds (infinite if not
-    /// by the limit).
+    /// When each client had the whole object, in seconds (infinite if not
+    /// by the limit; 0 for nodes that pulled nothing).
     pub finish_s: Vec<f64>,
+    /// When each client started (0 for nodes that pulled nothing).
+    pub start_s: Vec<f64>,
+    /// Attempts on peers that had vanished.
+    pub stale_attempts: u64,
+    /// Time clients spent waiting on vanished peers, summed, seconds.
+    pub stale_wait_s: f64,
+    /// Bytes sent by vanished nodes (must stay 0).
+    pub dead_bytes: f64,
     /// Bytes the origin sent.
     pub origin_bytes: f64,
     /// Bytes received by nodes, over all flows.
@@ -121,6 +135,10 @@ struct Engine<'a> {
     providers: Vec<Vec<u32>>,
     coins: ChaCha8Rng,
     out: Outcome,
+    dead: Vec<bool>,
+    detect_at: Vec<f64>,
+    breakers: HashSet<(u32, u32)>,
+    delay: f64,
 }
 
 impl Timed {
@@ -136,6 +154,7 @@ impl Timed {
             replicas: 8,
             v: 2,
             limit_s: 1e7,
+            failures: Failures::default(),
         }
     }
 }
@@ -164,7 +183,7 @@ impl Engine<'_> {
             dst,
             stripe: s,
             sent: 0.0,
-            start: self.now + self.cfg.network.hop_latency_ms / 1000.0,
+            start: self.now + self.delay + self.cfg.network.hop_latency_ms / 1000.0,
             way: self.links.way(t, src, dst),
             dist,
         });
@@ -182,6 +201,7 @@ impl Engine<'_> {
             self.out.mesh_hits += 1;
             return;
         }
+        self.delay = 0.0;
         let mut chain = vec![c];
         match self.system {
             System::Direct => {
@@ -189,19 +209,44 @@ impl Engine<'_> {
                 return;
             }
             System::Dht => {
-                let p = &self.providers[s as usize];
-                if p.is_empty() {
-                    self.start_flow(End::Origin, c, s);
-                } else {
-                    let src = p[below(&mut self.coins, p.len())];
-                    self.out.mesh_hits += 1;
-                    self.start_flow(End::Node(src), c, s);
+                let src = self.provider(s);
+                match src {
+                    None => self.start_flow(End::Origin, c, s),
+                    Some(src) => {
+                        self.out.mesh_hits += 1;
+                        self.start_flow(End::Node(src), c, s);
+                    }
                 }
                 return;
             }
             System::Flat => chain.extend(path.hops().last().and_then(|id| self.index.get(id))),
             System::Shoal => chain.extend(path.hops().iter().filter_map(|id| self.index.get(id))),
         }
+        // Hops that vanished: one connect timeout each, the first time this
+        // client meets them; then its breaker skips them. If every hop is
+        // gone, the owner's first live successor stands in.
+        let timeout = self.cfg.failures.connect_timeout_ms / 1000.0;
+        let mut live = vec![c];
+        for &h in &chain[1..] {
+            if self.dead[h as usize] {
+                self.out.stale_attempts += 1;
+                if self.breakers.insert((c, h)) {
+                    self.delay += timeout;
+                    self.out.stale_wait_s += timeout;
+                }
+            } else {
+                live.push(h);
+            }
+        }
+        if live.len() == 1 && chain.len() > 1 {
+            let stand_in = path
+                .fallbacks()
+                .iter()
+                .filter_map(|id| self.index.get(id).copied())
+                .find(|&f| !self.dead[f as usize] && f != c);
+            live.extend(stand_in);
+        }
+        let chain = live;
         let found = (1..chain.len()).find(|&i| self.state[self.slot(chain[i], s)] != IDLE);
         let top = match found {
             Some(i) => {
@@ -209,13 +254,57 @@ impl Engine<'_> {
                 i
             }
             None => {
+                // The owner (or its stand-in) peeks at its first live
+                // successor, which holds the stripe if it owned it before
+                // a join moved ownership; else it asks the origin.
                 let last = chain.len() - 1;
-                self.start_flow(End::Origin, chain[last], s);
+                let top = chain[last];
+                let peek = match self.system {
+                    System::Shoal => path
+                        .fallbacks()
+                        .iter()
+                        .filter_map(|id| self.index.get(id).copied())
+                        .find(|&f| !self.dead[f as usize] && f != top),
+                    _ => None,
+                };
+                match peek.filter(|&f| self.state[self.slot(f, s)] != IDLE) {
+                    Some(f) => {
+                        self.out.mesh_hits += 1;
+                        self.start_flow(End::Node(f), top, s);
+                    }
+                    None => self.start_flow(End::Origin, top, s),
+                }
                 last
             }
         };
         for j in (0..top).rev() {
             self.start_flow(End::Node(chain[j + 1]), chain[j], s);
+        }
+    }
+
+    /// A random live-looking provider of `s` for the DHT baseline: dead
+    /// ones whose records have not expired cost a dial timeout each.
+    fn provider(&mut self, s: u32) -> Option<u32> {
+        let f = &self.cfg.failures;
+        let now = self.now;
+        let dead = &self.dead;
+        // Records of the dead expire `dht_ttl_s` after they vanished (at 0).
+        self.providers[s as usize].retain(|&p| !dead[p as usize] || now < f.dht_ttl_s);
+        let mut tried = Vec::new();
+        loop {
+            let p = &self.providers[s as usize];
+            let left: Vec<u32> = p.iter().copied().filter(|x| !tried.contains(x)).collect();
+            if left.is_empty() {
+                return None;
+            }
+            let pick = left[below(&mut self.coins, left.len())];
+            if !self.dead[pick as usize] {
+                return Some(pick);
+            }
+            tried.push(pick);
+            self.out.stale_attempts += 1;
+            self.delay += f.dht_dial_timeout_s;
+            self.out.stale_wait_s += f.dht_dial_timeout_s;
         }
     }
 
@@ -236,7 +325,7 @@ impl Engine<'_> {
 
     /// One step: share the links, move bytes, finish flows. Returns the
     /// step's length.
-    fn step(&mut self) -> f64 {
+    fn step(&mut self, next_event: f64) -> f64 {
         self.links.clear();
         let mut next_start = f64::INFINITY;
         for f in &self.flows {
@@ -260,7 +349,7 @@ impl Engine<'_> {
         // The step: at least `step_ms`, longer while nothing would finish
         // or start sooner.
         let min_step = self.cfg.network.step_ms / 1000.0;
-        let mut until = next_start - self.now;
+        let mut until = next_start.min(next_event) - self.now;
         for (f, &r) in self.flows.iter().zip(&rates) {
             if r > 0.0 {
                 until = until.min((self.size(f.stripe) - f.sent) / r);
@@ -280,8 +369,10 @@ impl Engine<'_> {
             let slot = self.slot(dst, s);
             self.progress[slot] = sent;
             self.out.moved_bytes += adv;
-            if src == End::Origin {
-                self.out.origin_bytes += adv;
+            match src {
+                End::Origin => self.out.origin_bytes += adv,
+                End::Node(n) if self.dead[n as usize] => self.out.dead_bytes += adv,
+                End::Node(_) => {}
             }
             if dist >= Distance::Row {
                 self.out.cross_rack_bytes += adv;
@@ -307,82 +398,4 @@ impl Engine<'_> {
         self.out.steps += 1;
         dt
     }
-}
-
-/// Runs one rollout of `system` with `seed`.
-pub fn rollout(cfg: &Timed, system: System, seed: u64) -> Result<Outcome, PlacementError> {
-    let topo = &cfg.topology;
-    let members: Vec<_> = topo.members(seed).collect();
-    let ids: Vec<NodeId> = members.iter().map(|m| m.id()).collect();
-    let pc = PlacementConfig {
-        replicas: cfg.replicas,
-        v: cfg.v,
-        ..PlacementConfig::default()
-    };
-    let view = View::with_members(pc, members)?;
-    let index = ids
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| (id, i as u32))
-        .collect();
-    let stripes = cfg.object_bytes.div_ceil(cfg.stripe_bytes.max(1)) as u32;
-    let n = topo.nodes;
-    let mut e = Engine {
-        cfg,
-        system,
-        links: Links::new(topo, &cfg.network),
-        flows: Vec::new(),
-        state: vec![IDLE; n * stripes as usize],
-        progress: vec![0.0; n * stripes as usize],
-        stripes,
-        now: 0.0,
-        view,
-        ids,
-        index,
-        keys: (0..stripes)
-            .map(|s| Key::for_stripe(b"rollout-object", u64::from(s)))
-            .collect(),
-        providers: vec![Vec::new(); stripes as usize],
-        coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 2)),
-        out: Outcome {
-            finish_s: vec![f64::INFINITY; n],
-            ..Outcome::default()
-        },
-    };
-    let mut clients: Vec<Client> = (0..n)
-        .map(|_| Client {
-            next: 0,
-            pending: Vec::new(),
-            done: 0,
-        })
-        .collect();
-    let mut left = n;
-    while left > 0 && e.now < cfg.limit_s {
-        for (c, cl) in clients.iter_mut().enumerate() {
-            let c = c as u32;
-            if cl.done == stripes {
-                continue;
-            }
-            cl.pending.retain(|&s| e.state[e.slot(c, s)] != DONE);
-            cl.done = cl.next - cl.pending.len() as u32;
-            while cl.pending.len() < cfg.readahead.max(1) && cl.next < stripes {
-                let s = cl.next;
-                cl.next += 1;
-                e.pull(c, s);
-                if e.state[e.slot(c, s)] != DONE {
-                    cl.pending.push(s);
-                } else {
-                    cl.done += 1;
-                }
-            }
-            if cl.done == stripes {
-                e.out.finish_s[c as usize] = e.now;
-                left -= 1;
-            }
-        }
-        if left > 0 {
-            e.step();
-        }
-    }
-    Ok(e.out)
 }
