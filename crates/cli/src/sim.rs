@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use shoal_placement::PlacementError;
+use shoal_sim::capacity::{self, Capacity};
 use shoal_sim::counting::{Counting, Eps, Pinning};
 use shoal_sim::scaledown::{self, ScaleDown};
 use shoal_sim::timed::net::Network;
@@ -32,6 +33,42 @@ enum Scenario {
     /// The timed model: nodes of a warm fleet vanish without warning while
     /// new nodes join and pull; shoal against the DHT-TTL baseline.
     ScaleDown(Box<ScaleDownArgs>),
+    /// The counting model with stores of a share of each disk against
+    /// working sets of large models: hit ratio and origin load.
+    Capacity(Box<CapacityArgs>),
+}
+
+#[derive(Args)]
+struct CapacityArgs {
+    /// Nodes.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Each node's disk.
+    #[arg(long, default_value = "1TB")]
+    disk: String,
+    /// Share of the disk the store may use, percent.
+    #[arg(long, default_value_t = 10.0)]
+    share: f64,
+    /// One model's size.
+    #[arg(long, default_value = "140GB")]
+    model: String,
+    /// Working sets to try: models in demand.
+    #[arg(long, value_delimiter = ',', default_values_t = [2, 4, 8])]
+    models: Vec<usize>,
+    /// Stripe sizes to try.
+    #[arg(long, value_delimiter = ',', default_values_t = ["64MiB".to_owned(), "1GiB".to_owned()])]
+    stripes: Vec<String>,
+    /// Model requests per node.
+    #[arg(long, default_value_t = 1.0)]
+    requests: f64,
+    /// Zipf exponent of model popularity.
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f64,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    out: Output,
 }
 
 #[derive(Args)]
@@ -397,6 +434,35 @@ pub fn run(args: SimArgs) -> Result<()> {
                 |threads, progress| scaledown::run_all(&cfg, &systems, a.seed, threads, progress),
                 |r| r.timeline().csv(),
                 scaledown::Report::text,
+            )
+        }
+        Scenario::Capacity(a) => {
+            if a.nodes < 2 || a.models.is_empty() || a.models.contains(&0) {
+                bail!("need --nodes >= 2 and positive --models");
+            }
+            if !(a.share > 0.0 && a.share <= 100.0) {
+                bail!("--share is a percentage above 0");
+            }
+            let cfg = Capacity {
+                nodes: a.nodes,
+                disk_bytes: size("disk", &a.disk)?,
+                share: a.share / 100.0,
+                model_bytes: size("model", &a.model)?,
+                models: a.models.clone(),
+                stripe_bytes: a
+                    .stripes
+                    .iter()
+                    .map(|s| size("stripes", s))
+                    .collect::<Result<_>>()?,
+                requests_per_node: a.requests,
+                alpha: a.alpha,
+            };
+            emit(
+                &a.out,
+                cfg.models.len() * cfg.stripe_bytes.len(),
+                |threads, progress| capacity::run(&cfg, a.seed, threads, progress),
+                |r| r.table().csv(),
+                capacity::Report::text,
             )
         }
     }

@@ -8,6 +8,8 @@
 //!   serve skew.
 //! - [`placement`]: `shoal sim placement`, the counting model over many
 //!   seeds, nearest-tier routing paired with uniform choice.
+//! - [`capacity`]: `shoal sim capacity`, stores against working sets of
+//!   large models.
 //! - [`timed`]: the timed model, flows over a rate-limited network in
 //!   time steps, for shoal and the baselines.
 //! - [`rollout`]: `shoal sim rollout`, one object to every node at once.
@@ -18,6 +20,7 @@
 //!
 //! This crate links neither the agent nor any HTTP stack.
 
+pub mod capacity;
 pub mod counting;
 pub mod par;
 pub mod placement;

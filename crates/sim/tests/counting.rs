@@ -129,3 +129,31 @@ fn nearest_tier_routing_keeps_traffic_closer_and_eager_push_pushes() {
     assert!(e.counts.pushes > 0);
     assert!(e.metrics.system_hops > e.metrics.client_hops);
 }
+
+#[test]
+fn stores_smaller_than_the_working_set_send_pulls_back_to_the_origin() {
+    use shoal_sim::capacity::{Capacity, run as capacity};
+    let mut cfg = Capacity {
+        nodes: 200,
+        disk_bytes: 1 << 30,
+        share: 0.5,
+        model_bytes: 1 << 30,
+        models: vec![2],
+        stripe_bytes: vec![16 << 20],
+        requests_per_node: 1.0,
+        alpha: 1.0,
+    };
+    // Room for half a model per node: owners lose stripes they own.
+    let tight = capacity(&cfg, 1, 2, &|| {}).unwrap();
+    assert_eq!(tight.rows[0].capacity_stripes, 32);
+    assert!(
+        tight.rows[0].origin_load > 1.0,
+        "{}",
+        tight.rows[0].origin_load
+    );
+    // Room for both models: each stripe comes from the origin once.
+    cfg.share = 4.0;
+    let roomy = capacity(&cfg, 1, 2, &|| {}).unwrap();
+    assert_eq!(roomy.rows[0].origin_load, 1.0);
+    assert!(roomy.rows[0].hit_ratio > tight.rows[0].hit_ratio);
+}
