@@ -10,10 +10,12 @@ use shoal_placement::PlacementError;
 use shoal_sim::capacity::{self, Capacity};
 use shoal_sim::counting::{Counting, Eps, Pinning};
 use shoal_sim::scaledown::{self, ScaleDown};
-use shoal_sim::timed::net::Network;
-use shoal_sim::timed::{System, Timed};
-use shoal_sim::{placement, rollout};
+use shoal_sim::timed::Timed;
+use shoal_sim::{partition, placement, rollout};
 use std::time::Instant;
+use timed::{PartitionArgs, RolloutArgs, ScaleDownArgs, systems};
+
+mod timed;
 
 /// Arguments of `shoal sim`.
 #[derive(Args)]
@@ -36,6 +38,10 @@ enum Scenario {
     /// The counting model with stores of a share of each disk against
     /// working sets of large models: hit ratio and origin load.
     Capacity(Box<CapacityArgs>),
+    /// The timed model: part of the fleet holds an object, the rest pull
+    /// it while a share of node pairs cannot reach each other; shoal's
+    /// relays against the DHT's dial timeouts.
+    Partition(Box<PartitionArgs>),
 }
 
 #[derive(Args)]
@@ -71,139 +77,9 @@ struct CapacityArgs {
     out: Output,
 }
 
-#[derive(Args)]
-struct ScaleDownArgs {
-    /// Warm nodes holding the object at time zero.
-    #[arg(long, default_value_t = 8)]
-    warm: usize,
-    /// Of those, how many vanish at time zero.
-    #[arg(long, default_value_t = 3)]
-    vanish: usize,
-    /// New nodes that join and pull.
-    #[arg(long, default_value_t = 24)]
-    joiners: usize,
-    /// Seconds between joins.
-    #[arg(long, default_value_t = 5.0)]
-    every: f64,
-    /// The object's size.
-    #[arg(long, default_value = "1GiB")]
-    object: String,
-    /// Stripe size.
-    #[arg(long, default_value = "64MiB")]
-    stripe: String,
-    /// shoal's connect timeout for a peer that does not answer, ms.
-    #[arg(long, default_value_t = 50.0)]
-    connect_timeout_ms: f64,
-    /// The DHT's dial timeout per dead provider, s.
-    #[arg(long, default_value_t = 30.0)]
-    dht_dial_timeout: f64,
-    /// The seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Systems to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Dht, SystemArg::Direct])]
-    systems: Vec<SystemArg>,
-    #[command(flatten)]
-    out: Output,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SystemArg {
-    Shoal,
-    Direct,
-    Flat,
-    Dht,
-}
-
-#[derive(Args)]
-struct RolloutArgs {
-    /// Nodes in the fleet.
-    #[arg(long, default_value_t = 10_000)]
-    nodes: usize,
-    /// The seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// The object's size.
-    #[arg(long, default_value = "4GiB")]
-    object: String,
-    /// Stripe size.
-    #[arg(long, default_value = "64MiB")]
-    stripe: String,
-    /// Stripes a client fetches at once.
-    #[arg(long, default_value_t = 4)]
-    readahead: usize,
-    /// V: the L2 finger set has V*b nodes.
-    #[arg(long, default_value_t = 2)]
-    v: usize,
-    /// Node NIC speed, each way, Gbit/s.
-    #[arg(long, default_value_t = 25.0)]
-    nic_gbps: f64,
-    /// Rack uplink oversubscription.
-    #[arg(long, default_value_t = 4.0)]
-    rack_oversub: f64,
-    /// Row uplink oversubscription.
-    #[arg(long, default_value_t = 2.0)]
-    row_oversub: f64,
-    /// The origin's link, Gbit/s.
-    #[arg(long, default_value_t = 10.0)]
-    origin_gbps: f64,
-    /// Delay to a transfer's first byte per hop, ms.
-    #[arg(long, default_value_t = 0.5)]
-    hop_latency_ms: f64,
-    /// Shortest time step, ms.
-    #[arg(long, default_value_t = 5.0)]
-    step_ms: f64,
-    /// Nodes per rack.
-    #[arg(long, default_value_t = 32)]
-    nodes_per_rack: usize,
-    /// Racks per row.
-    #[arg(long, default_value_t = 16)]
-    racks_per_row: usize,
-    /// Systems to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Direct, SystemArg::Flat, SystemArg::Dht])]
-    systems: Vec<SystemArg>,
-    #[command(flatten)]
-    out: Output,
-}
-
-impl RolloutArgs {
-    fn config(&self) -> Result<Timed> {
-        if self.nodes < 2 {
-            bail!("--nodes must be at least 2");
-        }
-        let mut c = Timed::new(self.nodes);
-        c.object_bytes = size("object", &self.object)?;
-        c.stripe_bytes = size("stripe", &self.stripe)?;
-        for (name, v) in [
-            ("nic-gbps", self.nic_gbps),
-            ("origin-gbps", self.origin_gbps),
-            ("rack-oversub", self.rack_oversub),
-            ("row-oversub", self.row_oversub),
-            ("step-ms", self.step_ms),
-        ] {
-            if !(v > 0.0 && v.is_finite()) {
-                bail!("--{name} must be a positive number");
-            }
-        }
-        c.readahead = self.readahead.max(1);
-        c.v = self.v;
-        c.topology.nodes_per_rack = self.nodes_per_rack.max(1);
-        c.topology.racks_per_row = self.racks_per_row.max(1);
-        c.network = Network {
-            nic_gbps: self.nic_gbps,
-            rack_oversub: self.rack_oversub,
-            row_oversub: self.row_oversub,
-            origin_gbps: self.origin_gbps,
-            hop_latency_ms: self.hop_latency_ms.max(0.0),
-            step_ms: self.step_ms,
-        };
-        Ok(c)
-    }
-}
-
 /// How results are printed.
 #[derive(Args)]
-struct Output {
+pub(super) struct Output {
     /// Print JSON (every run, every figure) instead of a table.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
@@ -332,18 +208,7 @@ impl PlacementArgs {
     }
 }
 
-fn systems(args: &[SystemArg]) -> Vec<System> {
-    args.iter()
-        .map(|s| match s {
-            SystemArg::Shoal => System::Shoal,
-            SystemArg::Direct => System::Direct,
-            SystemArg::Flat => System::Flat,
-            SystemArg::Dht => System::Dht,
-        })
-        .collect()
-}
-
-fn size(what: &str, s: &str) -> Result<u64> {
+pub(super) fn size(what: &str, s: &str) -> Result<u64> {
     let v = shoal_store::parse_size(s).map_err(|e| anyhow::anyhow!("--{what} {s:?}: {e}"))?;
     if v == 0 {
         bail!("--{what} must be positive");
@@ -463,6 +328,27 @@ pub fn run(args: SimArgs) -> Result<()> {
                 |threads, progress| capacity::run(&cfg, a.seed, threads, progress),
                 |r| r.table().csv(),
                 capacity::Report::text,
+            )
+        }
+        Scenario::Partition(a) => {
+            if a.nodes < 2 || a.cuts.iter().any(|c| !(0.0..1.0).contains(c)) {
+                bail!("need --nodes >= 2 and --cuts between 0 and 1");
+            }
+            if !(0.0..100.0).contains(&a.warm) {
+                bail!("--warm is a percentage below 100");
+            }
+            let warm = (a.nodes as f64 * a.warm / 100.0).round() as usize;
+            let mut cfg = Timed::new(a.nodes);
+            cfg.object_bytes = size("object", &a.object)?;
+            let systems = systems(&a.systems);
+            emit(
+                &a.out,
+                a.cuts.len() * systems.len(),
+                |threads, progress| {
+                    partition::run(&cfg, warm, &a.cuts, &systems, a.seed, threads, progress)
+                },
+                |r| r.table().csv(),
+                partition::Report::text,
             )
         }
     }

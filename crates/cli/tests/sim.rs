@@ -99,3 +99,43 @@ fn scale_down_prints_a_summary_and_a_timeline() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn capacity_and_partition_run_from_the_command_line() {
+    let cap = run_sim(
+        &[
+            "capacity",
+            "--nodes",
+            "100",
+            "--models",
+            "2",
+            "--model",
+            "2GB",
+            "--disk",
+            "10GB",
+            "--stripes",
+            "256MiB",
+        ],
+        &[],
+    );
+    assert!(cap.contains("| 2 | 4 GB | 256 MiB |"), "{cap}");
+    let part = run_sim(
+        &[
+            "partition",
+            "--nodes",
+            "100",
+            "--object",
+            "64MiB",
+            "--cuts",
+            "0,0.1",
+        ],
+        &["--csv"],
+    );
+    assert_eq!(part.lines().count(), 1 + 2 * 2, "{part}");
+    assert!(
+        part.lines()
+            .skip(1)
+            .all(|l| l.starts_with("0%,") || l.starts_with("10%,")),
+        "{part}"
+    );
+}

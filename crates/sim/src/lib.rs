@@ -15,6 +15,7 @@
 //! - [`rollout`]: `shoal sim rollout`, one object to every node at once.
 //! - [`scaledown`]: `shoal sim scale-down`, nodes vanish from a warm fleet
 //!   while new ones join and pull.
+//! - [`partition`]: `shoal sim partition`, a rollout with cut links.
 //! - [`topology`], [`workload`]: the fleet and its demand.
 //! - [`stats`], [`table`]: summaries and their printing.
 //!
@@ -23,6 +24,7 @@
 pub mod capacity;
 pub mod counting;
 pub mod par;
+pub mod partition;
 pub mod placement;
 pub mod rng;
 pub mod rollout;

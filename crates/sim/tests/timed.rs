@@ -107,3 +107,31 @@ fn after_a_scale_down_nobody_is_served_by_the_dead_and_shoal_pays_one_timeout_pe
     assert!(dht.stale_attempts > 0);
     assert!(dht.stale_wait_s >= cfg.timed.failures.dht_dial_timeout_s);
 }
+
+#[test]
+fn with_cut_links_no_byte_crosses_one_and_every_pull_finishes() {
+    use shoal_sim::partition::run;
+    let mut cfg = small();
+    cfg.object_bytes = 64 << 20;
+    let systems = [System::Shoal, System::Dht, System::Flat];
+    let r = run(&cfg, 20, &[0.0, 0.1, 0.3], &systems, 7, 2, &|| {}).unwrap();
+    for row in &r.rows {
+        let o = &row.outcome;
+        let who = format!("{:?} at {}", row.system, row.cut_share);
+        assert_eq!(o.cut_bytes, 0.0, "{who}: bytes crossed a cut link");
+        assert!(
+            o.finish_s.iter().all(|t| t.is_finite()),
+            "{who}: a pull never finished"
+        );
+        if row.cut_share == 0.0 {
+            assert_eq!(o.cut_attempts, 0, "{who}");
+        } else if row.system != System::Flat {
+            assert!(o.cut_attempts > 0, "{who}: the cuts were never met");
+        }
+        // The warm nodes receive nothing; everyone else the whole object.
+        let object = cfg.object_bytes as f64;
+        let expect = (cfg.topology.nodes - 20) as f64 * object;
+        // Relays also receive what they pass on, so at least that much.
+        assert!(o.moved_bytes + 1.0 >= expect, "{who}");
+    }
+}

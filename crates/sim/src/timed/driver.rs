@@ -68,6 +68,7 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         detect_at,
         breakers: HashSet::new(),
         delay: 0.0,
+        seed,
     };
     for w in 0..plan.warm.min(n) as u32 {
         for s in 0..stripes {

@@ -24,6 +24,9 @@ pub struct Failures {
     pub dht_dial_timeout_s: f64,
     /// How long a dead node's provider records live, seconds (10 minutes).
     pub dht_ttl_s: f64,
+    /// Share of node pairs that cannot reach each other while both are
+    /// alive (a partial partition; default 0).
+    pub cut_share: f64,
 }
 
 impl Default for Failures {
@@ -33,6 +36,7 @@ impl Default for Failures {
             detect_s: (2.1, 2.95),
             dht_dial_timeout_s: 30.0,
             dht_ttl_s: 600.0,
+            cut_share: 0.0,
         }
     }
 }
@@ -54,11 +58,50 @@ pub struct Plan {
 impl Plan {
     /// Every one of `nodes` nodes pulls at time zero, cold.
     pub fn rollout(nodes: usize) -> Plan {
+        Plan::partly_warm(nodes, 0)
+    }
+
+    /// Nodes `0..warm` hold the object; all the others pull it at time
+    /// zero.
+    pub fn partly_warm(nodes: usize, warm: usize) -> Plan {
         Plan {
             members: nodes,
-            warm: 0,
+            warm,
             vanish: Vec::new(),
-            clients: (0..nodes as u32).map(|n| (n, 0.0)).collect(),
+            clients: (warm.min(nodes) as u32..nodes as u32)
+                .map(|n| (n, 0.0))
+                .collect(),
         }
+    }
+}
+
+/// Whether nodes `a` and `b` cannot reach each other: a fixed draw per
+/// pair and seed, the same whichever side asks.
+pub fn cut(share: f64, seed: u64, a: u32, b: u32) -> bool {
+    if share <= 0.0 || a == b {
+        return false;
+    }
+    let (x, y) = (a.min(b), a.max(b));
+    let h = crate::rng::stream(seed ^ (u64::from(x) << 32 | u64::from(y)), 7);
+    ((h >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < share
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_are_symmetric_and_about_the_share() {
+        let n = 300u32;
+        let mut cuts = 0;
+        for a in 0..n {
+            for b in 0..n {
+                assert_eq!(cut(0.1, 4, a, b), cut(0.1, 4, b, a));
+                cuts += u32::from(cut(0.1, 4, a, b));
+            }
+        }
+        let share = f64::from(cuts) / f64::from(n * (n - 1));
+        assert!((0.09..0.11).contains(&share), "{share}");
+        assert!(!cut(0.0, 4, 1, 2));
     }
 }

@@ -82,6 +82,12 @@ pub struct Outcome {
     pub stale_wait_s: f64,
     /// Bytes sent by vanished nodes (must stay 0).
     pub dead_bytes: f64,
+    /// Attempts over links that are cut.
+    pub cut_attempts: u64,
+    /// Bytes sent over links that are cut (must stay 0).
+    pub cut_bytes: f64,
+    /// Hops routed through a relay around a cut link.
+    pub relays: u64,
     /// Bytes the origin sent.
     pub origin_bytes: f64,
     /// Bytes received by nodes, over all flows.
@@ -139,6 +145,7 @@ struct Engine<'a> {
     detect_at: Vec<f64>,
     breakers: HashSet<(u32, u32)>,
     delay: f64,
+    seed: u64,
 }
 
 impl Timed {
@@ -209,7 +216,7 @@ impl Engine<'_> {
                 return;
             }
             System::Dht => {
-                let src = self.provider(s);
+                let src = self.provider(c, s);
                 match src {
                     None => self.start_flow(End::Origin, c, s),
                     Some(src) => {
@@ -246,7 +253,7 @@ impl Engine<'_> {
                 .find(|&f| !self.dead[f as usize] && f != c);
             live.extend(stand_in);
         }
-        let chain = live;
+        let chain = self.route_around_cuts(c, live, &path);
         let found = (1..chain.len()).find(|&i| self.state[self.slot(chain[i], s)] != IDLE);
         let top = match found {
             Some(i) => {
@@ -264,7 +271,7 @@ impl Engine<'_> {
                         .fallbacks()
                         .iter()
                         .filter_map(|id| self.index.get(id).copied())
-                        .find(|&f| !self.dead[f as usize] && f != top),
+                        .find(|&f| !self.dead[f as usize] && f != top && !self.cut(top, f)),
                     _ => None,
                 };
                 match peek.filter(|&f| self.state[self.slot(f, s)] != IDLE) {
@@ -282,9 +289,66 @@ impl Engine<'_> {
         }
     }
 
+    /// Whether `a` and `b` cannot reach each other.
+    fn cut(&self, a: u32, b: u32) -> bool {
+        faults::cut(self.cfg.failures.cut_share, self.seed, a, b)
+    }
+
+    /// One failed attempt from `from` to `to` over a cut link: a connect
+    /// timeout the first time, then the breaker skips it.
+    fn pay_cut(&mut self, from: u32, to: u32) {
+        self.out.cut_attempts += 1;
+        if self.breakers.insert((from, to)) {
+            let t = self.cfg.failures.connect_timeout_ms / 1000.0;
+            self.delay += t;
+            self.out.stale_wait_s += t;
+        }
+    }
+
+    /// The chain with every cut link routed around: through the first of
+    /// the path's fallbacks that reaches both ends (a relay, as the agent
+    /// does), else past the unreachable hop to the next one.
+    fn route_around_cuts(
+        &mut self,
+        c: u32,
+        chain: Vec<u32>,
+        path: &shoal_placement::Path,
+    ) -> Vec<u32> {
+        if self.cfg.failures.cut_share <= 0.0 {
+            return chain;
+        }
+        let fallbacks: Vec<u32> = path
+            .fallbacks()
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .filter(|&f| !self.dead[f as usize] && f != c)
+            .collect();
+        let mut out = vec![c];
+        for u in chain.into_iter().skip(1) {
+            let d = *out.last().unwrap_or(&c);
+            if !self.cut(d, u) {
+                out.push(u);
+                continue;
+            }
+            self.pay_cut(d, u);
+            let relay = fallbacks
+                .iter()
+                .copied()
+                .find(|&r| !out.contains(&r) && r != u && !self.cut(d, r) && !self.cut(r, u));
+            // Without a relay the hop is skipped, and the next one up
+            // (or, past the owner, the origin) is asked instead.
+            if let Some(r) = relay {
+                self.out.relays += 1;
+                out.push(r);
+                out.push(u);
+            }
+        }
+        out
+    }
+
     /// A random live-looking provider of `s` for the DHT baseline: dead
     /// ones whose records have not expired cost a dial timeout each.
-    fn provider(&mut self, s: u32) -> Option<u32> {
+    fn provider(&mut self, client: u32, s: u32) -> Option<u32> {
         let f = &self.cfg.failures;
         let now = self.now;
         let dead = &self.dead;
@@ -298,11 +362,15 @@ impl Engine<'_> {
                 return None;
             }
             let pick = left[below(&mut self.coins, left.len())];
-            if !self.dead[pick as usize] {
+            if !self.dead[pick as usize] && !self.cut(client, pick) {
                 return Some(pick);
             }
             tried.push(pick);
-            self.out.stale_attempts += 1;
+            if self.dead[pick as usize] {
+                self.out.stale_attempts += 1;
+            } else {
+                self.out.cut_attempts += 1;
+            }
             self.delay += f.dht_dial_timeout_s;
             self.out.stale_wait_s += f.dht_dial_timeout_s;
         }
@@ -371,8 +439,14 @@ impl Engine<'_> {
             self.out.moved_bytes += adv;
             match src {
                 End::Origin => self.out.origin_bytes += adv,
-                End::Node(n) if self.dead[n as usize] => self.out.dead_bytes += adv,
-                End::Node(_) => {}
+                End::Node(n) => {
+                    if self.dead[n as usize] {
+                        self.out.dead_bytes += adv;
+                    }
+                    if self.cut(n, dst) {
+                        self.out.cut_bytes += adv;
+                    }
+                }
             }
             if dist >= Distance::Row {
                 self.out.cross_rack_bytes += adv;

@@ -1,0 +1,174 @@
+//! Options of the timed model's scenarios (`rollout`, `scale-down`,
+//! `partition`) and the settings they build.
+
+use super::{Output, size};
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use shoal_sim::timed::net::Network;
+use shoal_sim::timed::{System, Timed};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum SystemArg {
+    Shoal,
+    Direct,
+    Flat,
+    Dht,
+}
+
+pub(super) fn systems(args: &[SystemArg]) -> Vec<System> {
+    args.iter()
+        .map(|s| match s {
+            SystemArg::Shoal => System::Shoal,
+            SystemArg::Direct => System::Direct,
+            SystemArg::Flat => System::Flat,
+            SystemArg::Dht => System::Dht,
+        })
+        .collect()
+}
+
+#[derive(Args)]
+pub(super) struct RolloutArgs {
+    /// Nodes in the fleet.
+    #[arg(long, default_value_t = 10_000)]
+    pub(super) nodes: usize,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    pub(super) seed: u64,
+    /// The object's size.
+    #[arg(long, default_value = "4GiB")]
+    pub(super) object: String,
+    /// Stripe size.
+    #[arg(long, default_value = "64MiB")]
+    pub(super) stripe: String,
+    /// Stripes a client fetches at once.
+    #[arg(long, default_value_t = 4)]
+    pub(super) readahead: usize,
+    /// V: the L2 finger set has V*b nodes.
+    #[arg(long, default_value_t = 2)]
+    pub(super) v: usize,
+    /// Node NIC speed, each way, Gbit/s.
+    #[arg(long, default_value_t = 25.0)]
+    pub(super) nic_gbps: f64,
+    /// Rack uplink oversubscription.
+    #[arg(long, default_value_t = 4.0)]
+    pub(super) rack_oversub: f64,
+    /// Row uplink oversubscription.
+    #[arg(long, default_value_t = 2.0)]
+    pub(super) row_oversub: f64,
+    /// The origin's link, Gbit/s.
+    #[arg(long, default_value_t = 10.0)]
+    pub(super) origin_gbps: f64,
+    /// Delay to a transfer's first byte per hop, ms.
+    #[arg(long, default_value_t = 0.5)]
+    pub(super) hop_latency_ms: f64,
+    /// Shortest time step, ms.
+    #[arg(long, default_value_t = 5.0)]
+    pub(super) step_ms: f64,
+    /// Nodes per rack.
+    #[arg(long, default_value_t = 32)]
+    pub(super) nodes_per_rack: usize,
+    /// Racks per row.
+    #[arg(long, default_value_t = 16)]
+    pub(super) racks_per_row: usize,
+    /// Systems to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Direct, SystemArg::Flat, SystemArg::Dht])]
+    pub(super) systems: Vec<SystemArg>,
+    #[command(flatten)]
+    pub(super) out: Output,
+}
+
+impl RolloutArgs {
+    pub(super) fn config(&self) -> Result<Timed> {
+        if self.nodes < 2 {
+            bail!("--nodes must be at least 2");
+        }
+        let mut c = Timed::new(self.nodes);
+        c.object_bytes = size("object", &self.object)?;
+        c.stripe_bytes = size("stripe", &self.stripe)?;
+        for (name, v) in [
+            ("nic-gbps", self.nic_gbps),
+            ("origin-gbps", self.origin_gbps),
+            ("rack-oversub", self.rack_oversub),
+            ("row-oversub", self.row_oversub),
+            ("step-ms", self.step_ms),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("--{name} must be a positive number");
+            }
+        }
+        c.readahead = self.readahead.max(1);
+        c.v = self.v;
+        c.topology.nodes_per_rack = self.nodes_per_rack.max(1);
+        c.topology.racks_per_row = self.racks_per_row.max(1);
+        c.network = Network {
+            nic_gbps: self.nic_gbps,
+            rack_oversub: self.rack_oversub,
+            row_oversub: self.row_oversub,
+            origin_gbps: self.origin_gbps,
+            hop_latency_ms: self.hop_latency_ms.max(0.0),
+            step_ms: self.step_ms,
+        };
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
+pub(super) struct ScaleDownArgs {
+    /// Warm nodes holding the object at time zero.
+    #[arg(long, default_value_t = 8)]
+    pub(super) warm: usize,
+    /// Of those, how many vanish at time zero.
+    #[arg(long, default_value_t = 3)]
+    pub(super) vanish: usize,
+    /// New nodes that join and pull.
+    #[arg(long, default_value_t = 24)]
+    pub(super) joiners: usize,
+    /// Seconds between joins.
+    #[arg(long, default_value_t = 5.0)]
+    pub(super) every: f64,
+    /// The object's size.
+    #[arg(long, default_value = "1GiB")]
+    pub(super) object: String,
+    /// Stripe size.
+    #[arg(long, default_value = "64MiB")]
+    pub(super) stripe: String,
+    /// shoal's connect timeout for a peer that does not answer, ms.
+    #[arg(long, default_value_t = 50.0)]
+    pub(super) connect_timeout_ms: f64,
+    /// The DHT's dial timeout per dead provider, s.
+    #[arg(long, default_value_t = 30.0)]
+    pub(super) dht_dial_timeout: f64,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    pub(super) seed: u64,
+    /// Systems to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Dht, SystemArg::Direct])]
+    pub(super) systems: Vec<SystemArg>,
+    #[command(flatten)]
+    pub(super) out: Output,
+}
+
+#[derive(Args)]
+pub(super) struct PartitionArgs {
+    /// Nodes in the fleet.
+    #[arg(long, default_value_t = 2000)]
+    pub(super) nodes: usize,
+    /// The object's size.
+    #[arg(long, default_value = "1GiB")]
+    pub(super) object: String,
+    /// Percent of nodes that hold the object at the start (the others
+    /// pull it at once).
+    #[arg(long, default_value_t = 10.0)]
+    pub(super) warm: f64,
+    /// Shares of node pairs cut, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.01, 0.05, 0.2])]
+    pub(super) cuts: Vec<f64>,
+    /// Systems to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Dht])]
+    pub(super) systems: Vec<SystemArg>,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    pub(super) seed: u64,
+    #[command(flatten)]
+    pub(super) out: Output,
+}
