@@ -9,12 +9,15 @@ use serde::Serialize;
 use shoal_placement::PlacementError;
 use shoal_sim::capacity::{self, Capacity};
 use shoal_sim::counting::{Counting, Eps, Pinning};
+use shoal_sim::figure::Figure;
 use shoal_sim::scaledown::{self, ScaleDown};
 use shoal_sim::timed::Timed;
-use shoal_sim::{partition, placement, rollout};
+use shoal_sim::{churn, partition, placement, rollout};
+use std::path::PathBuf;
 use std::time::Instant;
-use timed::{PartitionArgs, RolloutArgs, ScaleDownArgs, systems};
+use timed::{ChurnArgs, PartitionArgs, RolloutArgs, ScaleDownArgs, systems};
 
+mod plot;
 mod timed;
 
 /// Arguments of `shoal sim`.
@@ -32,6 +35,10 @@ enum Scenario {
     /// The timed model: one object to every node at once, cold, under
     /// shoal and the baselines (direct, flat owner hash, DHT providers).
     Rollout(Box<RolloutArgs>),
+    /// The timed model: a cold rollout while nodes leave unannounced and
+    /// join at steady rates; stale hits, cut transfers, extra hops, hit
+    /// ratio in churn windows, origin amplification.
+    Churn(Box<ChurnArgs>),
     /// The timed model: nodes of a warm fleet vanish without warning while
     /// new nodes join and pull; shoal against the DHT-TTL baseline.
     ScaleDown(Box<ScaleDownArgs>),
@@ -89,6 +96,9 @@ pub(super) struct Output {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Also draw the scenario's main figure into this PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -231,15 +241,23 @@ fn bar(len: u64) -> ProgressBar {
     pb
 }
 
+/// How a scenario's report is shown: as CSV, as text, as a figure.
+struct Views<R> {
+    csv: fn(&R) -> String,
+    text: fn(&R) -> String,
+    figure: fn(&R) -> Figure,
+}
+
 /// Runs a scenario with a progress bar over `jobs` runs, then prints its
-/// report as JSON, CSV or text, and the wall time on stderr.
+/// report as JSON, CSV or text, draws its figure if asked, and prints
+/// the wall time on stderr.
 fn emit<R: Serialize>(
     out: &Output,
     jobs: usize,
     run: impl FnOnce(usize, &(dyn Fn() + Sync)) -> Result<R, PlacementError>,
-    csv: fn(&R) -> String,
-    text: fn(&R) -> String,
+    views: Views<R>,
 ) -> Result<()> {
+    let Views { csv, text, figure } = views;
     let started = Instant::now();
     let pb = bar(jobs as u64);
     let report = run(threads(out), &|| pb.inc(1))?;
@@ -250,6 +268,10 @@ fn emit<R: Serialize>(
         print!("{}", csv(&report));
     } else {
         print!("{}", text(&report));
+    }
+    if let Some(path) = &out.plot {
+        plot::draw(&figure(&report), path)?;
+        eprintln!("figure written to {}", path.display());
     }
     eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -264,8 +286,11 @@ pub fn run(args: SimArgs) -> Result<()> {
                 &a.out,
                 2 * a.seeds,
                 |threads, progress| placement::run(&cfg, a.seed, a.seeds, threads, progress),
-                |r| r.csv().csv(),
-                placement::Report::text,
+                Views {
+                    csv: |r: &placement::Report| r.csv().csv(),
+                    text: placement::Report::text,
+                    figure: placement::Report::figure,
+                },
             )
         }
         Scenario::Rollout(a) => {
@@ -275,8 +300,25 @@ pub fn run(args: SimArgs) -> Result<()> {
                 &a.out,
                 systems.len(),
                 |threads, progress| rollout::run(&cfg, &systems, a.seed, threads, progress),
-                |r| r.table().csv(),
-                rollout::Report::text,
+                Views {
+                    csv: |r: &rollout::Report| r.table().csv(),
+                    text: rollout::Report::text,
+                    figure: rollout::Report::figure,
+                },
+            )
+        }
+        Scenario::Churn(a) => {
+            let cfg = a.config()?;
+            let systems = systems(&a.rollout.systems);
+            emit(
+                &a.rollout.out,
+                cfg.rates.len() * systems.len(),
+                |threads, progress| churn::run(&cfg, &systems, a.rollout.seed, threads, progress),
+                Views {
+                    csv: |r: &churn::Report| r.table().csv(),
+                    text: churn::Report::text,
+                    figure: churn::Report::figure,
+                },
             )
         }
         Scenario::ScaleDown(a) => {
@@ -297,8 +339,11 @@ pub fn run(args: SimArgs) -> Result<()> {
                 &a.out,
                 systems.len(),
                 |threads, progress| scaledown::run_all(&cfg, &systems, a.seed, threads, progress),
-                |r| r.timeline().csv(),
-                scaledown::Report::text,
+                Views {
+                    csv: |r: &scaledown::Report| r.timeline().csv(),
+                    text: scaledown::Report::text,
+                    figure: scaledown::Report::figure,
+                },
             )
         }
         Scenario::Capacity(a) => {
@@ -326,8 +371,11 @@ pub fn run(args: SimArgs) -> Result<()> {
                 &a.out,
                 cfg.models.len() * cfg.stripe_bytes.len(),
                 |threads, progress| capacity::run(&cfg, a.seed, threads, progress),
-                |r| r.table().csv(),
-                capacity::Report::text,
+                Views {
+                    csv: |r: &capacity::Report| r.table().csv(),
+                    text: capacity::Report::text,
+                    figure: capacity::Report::figure,
+                },
             )
         }
         Scenario::Partition(a) => {
@@ -347,8 +395,11 @@ pub fn run(args: SimArgs) -> Result<()> {
                 |threads, progress| {
                     partition::run(&cfg, warm, &a.cuts, &systems, a.seed, threads, progress)
                 },
-                |r| r.table().csv(),
-                partition::Report::text,
+                Views {
+                    csv: |r: &partition::Report| r.table().csv(),
+                    text: partition::Report::text,
+                    figure: partition::Report::figure,
+                },
             )
         }
     }

@@ -1,4 +1,4 @@
-//! `shoal sim placement` and `shoal sim rollout` from the command line:
+//! `shoal sim` scenarios from the command line:
 //! the same arguments print the same bytes, and every output format
 //! carries the figures.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -138,4 +138,57 @@ fn capacity_and_partition_run_from_the_command_line() {
             .all(|l| l.starts_with("0%,") || l.starts_with("10%,")),
         "{part}"
     );
+}
+
+#[test]
+fn churn_runs_every_rate_and_draws_its_figure() {
+    let dir = std::env::temp_dir().join(format!("shoal-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("churn.png");
+    let base = [
+        "churn",
+        "--nodes",
+        "150",
+        "--object",
+        "64MiB",
+        "--stripe",
+        "8MiB",
+        "--nic-gbps",
+        "1",
+        "--origin-gbps",
+        "1",
+        "--rates",
+        "0,30",
+        "--period",
+        "5",
+        "--systems",
+        "shoal,dht",
+    ];
+    let out = run_sim(&base, &["--plot", png.to_str().unwrap()]);
+    assert_eq!(out.matches("| shoal |").count(), 2, "{out}");
+    assert!(out.contains("| 30% | dht |"), "{out}");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG", "not a PNG");
+    assert_eq!(out, run_sim(&base, &["--threads", "1"]));
+    let json: serde_json::Value = serde_json::from_str(&run_sim(&base, &["--json"])).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows[2]["leaves"].as_u64().unwrap() > 0,
+        "30% churn left nobody"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["sim", "churn", "--rates", "150"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let unwritable = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["sim", "partition", "--nodes", "50", "--object", "8MiB"])
+        .args(["--cuts", "0", "--plot", "/nonexistent-dir/x.png"])
+        .output()
+        .unwrap();
+    assert!(!unwritable.status.success());
+    assert!(String::from_utf8_lossy(&unwritable.stderr).contains("/nonexistent-dir/x.png"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,6 +4,7 @@
 //! does the origin see the same stripes again?
 
 use crate::counting::{self, Counting, Rule, Run};
+use crate::figure::{Axis, Figure};
 use crate::table::Table;
 use serde::Serialize;
 use shoal_placement::PlacementError;
@@ -124,7 +125,44 @@ fn gb(b: f64) -> String {
     format!("{:.0} GB", b / 1e9)
 }
 
+fn stripe_name(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{} GiB", b >> 30)
+    } else {
+        format!("{} MiB", b >> 20)
+    }
+}
+
 impl Report {
+    /// Origin load against the working set, one line per stripe size.
+    pub fn figure(&self) -> Figure {
+        let c = &self.config;
+        let mut f = Figure::new(
+            format!(
+                "{} nodes, stores of {} each",
+                c.nodes,
+                gb(c.disk_bytes as f64 * c.share)
+            ),
+            Axis::linear("working set (GB)"),
+            Axis::linear("origin fetches per distinct stripe"),
+        );
+        for &s in &c.stripe_bytes {
+            let pts = self
+                .rows
+                .iter()
+                .filter(|r| r.stripe_bytes == s)
+                .map(|r| {
+                    (
+                        (r.models as u64 * c.model_bytes) as f64 / 1e9,
+                        r.origin_load,
+                    )
+                })
+                .collect();
+            f.line(format!("{} stripes", stripe_name(s)), pts);
+        }
+        f
+    }
+
     /// One row per working set and stripe size.
     pub fn table(&self) -> Table {
         let mut t = Table::new([
@@ -139,11 +177,7 @@ impl Report {
         ]);
         let c = &self.config;
         for r in &self.rows {
-            let stripe = if r.stripe_bytes >= 1 << 30 {
-                format!("{} GiB", r.stripe_bytes >> 30)
-            } else {
-                format!("{} MiB", r.stripe_bytes >> 20)
-            };
+            let stripe = stripe_name(r.stripe_bytes);
             t.row([
                 r.models.to_string(),
                 gb((r.models as u64 * c.model_bytes) as f64),

@@ -13,16 +13,20 @@
 //! - [`timed`]: the timed model, flows over a rate-limited network in
 //!   time steps, for shoal and the baselines.
 //! - [`rollout`]: `shoal sim rollout`, one object to every node at once.
+//! - [`churn`]: `shoal sim churn`, a rollout while nodes leave and join.
 //! - [`scaledown`]: `shoal sim scale-down`, nodes vanish from a warm fleet
 //!   while new ones join and pull.
 //! - [`partition`]: `shoal sim partition`, a rollout with cut links.
 //! - [`topology`], [`workload`]: the fleet and its demand.
-//! - [`stats`], [`table`]: summaries and their printing.
+//! - [`stats`], [`table`], [`figure`]: summaries, their printing, and
+//!   each scenario's main figure as data.
 //!
 //! This crate links neither the agent nor any HTTP stack.
 
 pub mod capacity;
+pub mod churn;
 pub mod counting;
+pub mod figure;
 pub mod par;
 pub mod partition;
 pub mod placement;

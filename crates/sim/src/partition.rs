@@ -3,6 +3,7 @@
 //! other although both are alive (non-transitive links). shoal routes around a cut hop through a relay; the DHT
 //! baseline loses a dial timeout per unreachable provider.
 
+use crate::figure::{Axis, Figure, lines_by};
 use crate::rollout::lower_bound;
 use crate::stats::percentile;
 use crate::table::Table;
@@ -76,6 +77,15 @@ pub fn run(
 }
 
 impl Report {
+    /// The pull times of the nodes that pulled, sorted.
+    fn pulls(&self, o: &Outcome) -> Vec<f64> {
+        let mut f: Vec<f64> = (self.warm..o.finish_s.len())
+            .map(|n| o.finish_s[n] - o.start_s[n])
+            .collect();
+        f.sort_by(f64::total_cmp);
+        f
+    }
+
     /// One row per cut share and system.
     pub fn table(&self) -> Table {
         let mut t = Table::new([
@@ -91,10 +101,7 @@ impl Report {
         ]);
         for r in &self.rows {
             let o = &r.outcome;
-            let mut f: Vec<f64> = (self.warm..o.finish_s.len())
-                .map(|n| o.finish_s[n] - o.start_s[n])
-                .collect();
-            f.sort_by(f64::total_cmp);
+            let f = self.pulls(o);
             let s = |v: f64| {
                 if v.is_finite() {
                     format!("{v:.2} s")
@@ -115,6 +122,34 @@ impl Report {
             ]);
         }
         t
+    }
+
+    /// The p99 pull time against the share of pairs cut, one line per
+    /// system.
+    pub fn figure(&self) -> Figure {
+        let mut f = Figure::new(
+            format!(
+                "{} of {} nodes pull while node pairs are cut",
+                self.config.topology.nodes - self.warm,
+                self.config.topology.nodes
+            ),
+            Axis::linear("node pairs that cannot reach each other (%)"),
+            Axis::log("pull time p99 (s)"),
+        );
+        let lines = lines_by(
+            &self.rows,
+            |r| r.system,
+            |r| {
+                (
+                    100.0 * r.cut_share,
+                    percentile(&self.pulls(&r.outcome), 99.0),
+                )
+            },
+        );
+        for (s, pts) in lines {
+            f.line(format!("{s:?}").to_lowercase(), pts);
+        }
+        f
     }
 
     /// The whole report for people.

@@ -175,6 +175,33 @@ fn cell(s: &Summary, percent: bool) -> String {
 }
 
 impl Report {
+    /// Each seed's congestion factor under nearest-tier routing and under
+    /// uniform choice.
+    pub fn figure(&self) -> crate::figure::Figure {
+        use crate::figure::{Axis, Figure};
+        let mut f = Figure::new(
+            format!(
+                "{} nodes: congestion factor per seed",
+                self.config.topology.nodes
+            ),
+            Axis::linear("seed"),
+            Axis::linear("oversubscription-weighted hops per hop"),
+        );
+        for (name, runs) in [
+            ("nearest tier (PNS)", &self.pns),
+            ("uniform", &self.uniform),
+        ] {
+            let pts = self
+                .seeds
+                .iter()
+                .zip(runs.iter())
+                .map(|(&s, r)| (s as f64, r.metrics.congestion))
+                .collect();
+            f.line(name, pts);
+        }
+        f
+    }
+
     /// The summary table: one row per figure.
     pub fn table(&self) -> Table {
         let mut t = Table::new(["figure", "nearest tier (PNS)", "uniform", "PNS benefit"]);

@@ -1,8 +1,9 @@
 //! `shoal sim rollout`: one object to every node at once, cold, under
 //! shoal and the baselines on the same fleet, network and seed.
 
+use crate::figure::{Axis, Figure, cdf};
 use crate::stats::percentile;
-use crate::table::Table;
+use crate::table::{Table, secs};
 use crate::timed::net::bytes_per_s;
 use crate::timed::{Outcome, System, Timed, rollout};
 use serde::Serialize;
@@ -34,6 +35,8 @@ pub struct Row {
     pub mesh_hits: f64,
     /// Nodes that did not finish within the limit.
     pub unfinished: usize,
+    /// Share of nodes done over time: `(seconds, percent)`.
+    pub done: Vec<(f64, f64)>,
 }
 
 /// The result.
@@ -73,6 +76,7 @@ fn row(cfg: &Timed, system: System, o: &Outcome, bound: f64) -> Row {
         cross_row: ratio(o.cross_row_bytes, o.moved_bytes),
         mesh_hits: ratio(o.mesh_hits as f64, o.pulls as f64),
         unfinished: f.iter().filter(|t| !t.is_finite()).count(),
+        done: cdf(&f),
     }
 }
 
@@ -96,16 +100,6 @@ pub fn run(
         lower_bound_s: bound,
         rows,
     })
-}
-
-fn secs(s: f64) -> String {
-    if !s.is_finite() {
-        "not done".into()
-    } else if s >= 100.0 {
-        format!("{s:.0} s")
-    } else {
-        format!("{s:.2} s")
-    }
 }
 
 impl Report {
@@ -132,6 +126,24 @@ impl Report {
             self.lower_bound_s,
             self.table().markdown(),
         )
+    }
+
+    /// Nodes done over time, one line per system, and the lower bound.
+    pub fn figure(&self) -> Figure {
+        let mut f = Figure::new(
+            format!(
+                "{:.1} GiB to {} nodes, cold",
+                self.config.object_bytes as f64 / f64::from(1u32 << 30),
+                self.config.topology.nodes
+            ),
+            Axis::log("seconds since the start"),
+            Axis::linear("nodes with the whole object (%)"),
+        );
+        for r in &self.rows {
+            f.line(format!("{:?}", r.system).to_lowercase(), r.done.clone());
+        }
+        f.marks.push(("lower bound".into(), self.lower_bound_s));
+        f
     }
 
     /// One row per system.

@@ -3,6 +3,7 @@
 //! minutes and pull the object the fleet already holds. shoal against
 //! the DHT-TTL baseline (and direct, for scale), as a timeline.
 
+use crate::figure::{Axis, Figure};
 use crate::rng::{self, below};
 use crate::table::Table;
 use crate::timed::faults::Plan;
@@ -56,7 +57,7 @@ impl ScaleDown {
         Plan {
             members: self.warm,
             warm: self.warm,
-            vanish,
+            leaves: vanish.into_iter().map(|v| (v, 0.0)).collect(),
             clients: (0..self.joiners)
                 .map(|j| ((self.warm + j) as u32, j as f64 * self.every_s))
                 .collect(),
@@ -138,6 +139,30 @@ impl Report {
             self.summary().markdown(),
             self.timeline().markdown(),
         )
+    }
+
+    /// Each joiner's pull time against when it joined, one line per
+    /// system.
+    pub fn figure(&self) -> Figure {
+        let c = &self.config;
+        let mut f = Figure::new(
+            format!(
+                "{} of {} warm nodes vanish at 0 s; new nodes join and pull",
+                c.vanish, c.warm
+            ),
+            Axis::linear("when the node joined (s)"),
+            Axis::log("its pull time (s)"),
+        );
+        for (s, o) in self.systems.iter().zip(&self.outcomes) {
+            let pts = (0..c.joiners)
+                .map(|j| {
+                    let n = c.warm + j;
+                    (j as f64 * c.every_s, o.finish_s[n] - o.start_s[n])
+                })
+                .collect();
+            f.line(format!("{s:?}").to_lowercase(), pts);
+        }
+        f
     }
 
     /// One row per joining node: when it joined, and how long its pull

@@ -55,6 +55,18 @@ impl Table {
     }
 }
 
+/// Seconds for a table: two decimals below 100 s, none above, and
+/// "not done" for a run that never finished.
+pub fn secs(s: f64) -> String {
+    if !s.is_finite() {
+        "not done".into()
+    } else if s >= 100.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

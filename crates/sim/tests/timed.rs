@@ -135,3 +135,58 @@ fn with_cut_links_no_byte_crosses_one_and_every_pull_finishes() {
         assert!(o.moved_bytes + 1.0 >= expect, "{who}");
     }
 }
+
+#[test]
+fn under_churn_every_node_that_stays_gets_every_byte_once_and_the_dead_send_nothing() {
+    use shoal_sim::churn::{Churn, run};
+    let mut cfg = Churn::new(200);
+    cfg.timed = small();
+    // Slow links, so the rollout lasts through the churn.
+    cfg.timed.network.nic_gbps = 1.0;
+    cfg.timed.network.origin_gbps = 1.0;
+    cfg.rates = vec![0.0, 0.6];
+    cfg.period_s = 5.0;
+    let systems = [System::Shoal, System::Flat, System::Dht, System::Direct];
+    let r = run(&cfg, &systems, 4, 2, &|| {}).unwrap();
+    let object = cfg.timed.object_bytes as f64;
+    for row in &r.rows {
+        let o = &row.outcome;
+        let who = format!("{:?} at {}", row.system, row.rate);
+        assert_eq!(o.dead_bytes, 0.0, "{who}: a vanished node sent bytes");
+        let mut stayers = 0;
+        for n in 0..o.finish_s.len() {
+            if o.left_s[n].is_finite() {
+                assert!(o.received_bytes[n] <= object + 1.0, "{who}: node {n}");
+                continue;
+            }
+            stayers += 1;
+            assert!(o.finish_s[n].is_finite(), "{who}: node {n} never finished");
+            // A resumed transfer continues from the bytes received: no
+            // byte arrives twice.
+            assert!(
+                (o.received_bytes[n] - object).abs() < 1.0,
+                "{who}: node {n} received {} of {object}",
+                o.received_bytes[n]
+            );
+        }
+        assert_eq!(stayers + row.leaves, 200 + row.joins, "{who}");
+        if row.rate == 0.0 {
+            assert_eq!((row.leaves, row.joins, o.broken), (0, 0, 0), "{who}");
+            assert_eq!(o.window_pulls, 0, "{who}");
+        } else {
+            assert!(row.leaves > 0 && row.joins > 0, "{who}");
+            assert!(o.window_pulls > 0, "{who}");
+        }
+    }
+    let shoal = &r.rows[4].outcome;
+    assert_eq!(r.rows[4].system, System::Shoal);
+    assert!(
+        shoal.broken > 0 && shoal.resumes > 0,
+        "churn mid-rollout cut no shoal transfer off: {} {}",
+        shoal.broken,
+        shoal.resumes
+    );
+    let again = run(&cfg, &systems[..1], 4, 1, &|| {}).unwrap();
+    assert_eq!(again.rows[1].outcome.finish_s, shoal.finish_s);
+    assert_eq!(again.rows[1].outcome.received_bytes, shoal.received_bytes);
+}

@@ -1,9 +1,10 @@
-//! Options of the timed model's scenarios (`rollout`, `scale-down`,
-//! `partition`) and the settings they build.
+//! Options of the timed model's scenarios (`rollout`, `churn`,
+//! `scale-down`, `partition`) and the settings they build.
 
 use super::{Output, size};
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use shoal_sim::churn::Churn;
 use shoal_sim::timed::net::Network;
 use shoal_sim::timed::{System, Timed};
 
@@ -108,6 +109,35 @@ impl RolloutArgs {
             hop_latency_ms: self.hop_latency_ms.max(0.0),
             step_ms: self.step_ms,
         };
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
+pub(super) struct ChurnArgs {
+    #[command(flatten)]
+    pub(super) rollout: RolloutArgs,
+    /// Churn rates, one run each: percent of the starting fleet that
+    /// leaves per minute, unannounced (as many nodes join).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 1.0, 5.0, 20.0])]
+    pub(super) rates: Vec<f64>,
+    /// Seconds from the start during which nodes leave and join.
+    #[arg(long, default_value_t = 60.0)]
+    pub(super) period: f64,
+}
+
+impl ChurnArgs {
+    pub(super) fn config(&self) -> Result<Churn> {
+        if self.rates.iter().any(|r| !(0.0..=100.0).contains(r)) {
+            bail!("--rates are percentages between 0 and 100");
+        }
+        if !(self.period >= 0.0 && self.period.is_finite()) {
+            bail!("--period must be a number of seconds");
+        }
+        let mut c = Churn::new(self.rollout.nodes);
+        c.timed = self.rollout.config()?;
+        c.rates = self.rates.iter().map(|r| r / 100.0).collect();
+        c.period_s = self.period;
         Ok(c)
     }
 }

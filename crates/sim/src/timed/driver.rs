@@ -1,10 +1,10 @@
 //! Runs a [`Plan`]: members join, warm nodes hold the object, some
-//! vanish, clients start when planned and pull stripe by stripe with
-//! their read-ahead window, while the engine steps time.
+//! vanish when planned, clients start when planned and pull stripe by
+//! stripe with their read-ahead window, while the engine steps time.
 
 use super::faults::Plan;
 use super::net::Links;
-use super::{Client, DONE, Engine, IDLE, Outcome, System, Timed};
+use super::{Client, DONE, Engine, IDLE, NO_NODE, Outcome, System, Timed};
 use crate::rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,14 +34,15 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         .collect();
     let stripes = cfg.object_bytes.div_ceil(cfg.stripe_bytes.max(1)) as u32;
     let n = topo.nodes;
-    let mut frng = ChaCha8Rng::seed_from_u64(rng::stream(seed, 5));
     let (lo, hi) = cfg.failures.detect_s;
-    let mut detect_at = vec![f64::INFINITY; n];
-    let mut dead = vec![false; n];
-    for &v in &plan.vanish {
-        dead[v as usize] = true;
-        detect_at[v as usize] = lo + (hi - lo) * rng::unit(&mut frng);
-    }
+    let mut frng = ChaCha8Rng::seed_from_u64(rng::stream(seed, 5));
+    // Each leave's detection delay, drawn in plan order.
+    let detect_after: Vec<f64> = plan
+        .leaves
+        .iter()
+        .map(|_| lo + (hi - lo) * rng::unit(&mut frng))
+        .collect();
+    let windows = churn_windows(plan, hi);
     let mut e = Engine {
         cfg,
         system,
@@ -62,13 +63,19 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         out: Outcome {
             finish_s: vec![0.0; n],
             start_s: vec![0.0; n],
+            left_s: vec![f64::INFINITY; n],
+            received_bytes: vec![0.0; n],
             ..Outcome::default()
         },
-        dead,
-        detect_at,
+        dead: vec![false; n],
+        detect_at: vec![f64::INFINITY; n],
         breakers: HashSet::new(),
         delay: 0.0,
         seed,
+        upstream: vec![NO_NODE; n * stripes as usize],
+        resumes: Vec::new(),
+        resume_coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 8)),
+        in_window: false,
     };
     for w in 0..plan.warm.min(n) as u32 {
         for s in 0..stripes {
@@ -96,18 +103,35 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         .collect();
     let mut joined: Vec<bool> = (0..n).map(|i| i < plan.members).collect();
     let mut detected = vec![false; n];
+    let mut next_leave = 0;
     let mut left = clients.len();
     while left > 0 && e.now < cfg.limit_s {
-        for &v in &plan.vanish {
+        while next_leave < plan.leaves.len() && plan.leaves[next_leave].1 <= e.now {
+            e.depart(plan.leaves[next_leave].0, detect_after[next_leave]);
+            next_leave += 1;
+        }
+        for &(v, _) in &plan.leaves[..next_leave] {
             let v = v as usize;
             if !detected[v] && e.detect_at[v] <= e.now {
                 detected[v] = true;
                 e.view.mark_dead(e.ids[v]);
             }
         }
-        let mut next_event = f64::INFINITY;
+        e.resume_due();
+        e.in_window = windows.iter().any(|&(a, b)| a <= e.now && e.now < b);
+        let mut next_event = plan.leaves.get(next_leave).map_or(f64::INFINITY, |l| l.1);
+        next_event = next_event.min(e.next_resume());
         for (c, start, cl) in clients.iter_mut() {
             let c = *c;
+            if cl.done == stripes {
+                continue;
+            }
+            if e.dead[c as usize] {
+                // A client that vanished pulls no more.
+                cl.done = stripes;
+                left -= 1;
+                continue;
+            }
             if *start > e.now {
                 next_event = next_event.min(*start);
                 continue;
@@ -115,9 +139,6 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
             if !joined[c as usize] {
                 joined[c as usize] = true;
                 e.view.join(all[c as usize].clone())?;
-            }
-            if cl.done == stripes {
-                continue;
             }
             cl.pending.retain(|&s| e.state[e.slot(c, s)] != DONE);
             cl.done = cl.next - cl.pending.len() as u32;
@@ -136,9 +157,16 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
                 left -= 1;
             }
         }
-        for &v in &plan.vanish {
+        for &(v, _) in &plan.leaves[..next_leave] {
             if !detected[v as usize] {
                 next_event = next_event.min(e.detect_at[v as usize]);
+            }
+        }
+        for &(a, b) in &windows {
+            if a > e.now {
+                next_event = next_event.min(a);
+            } else if b > e.now {
+                next_event = next_event.min(b);
             }
         }
         if left > 0 {
@@ -146,4 +174,25 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         }
     }
     Ok(e.out)
+}
+
+/// The churn windows of `plan`: from each leave or late join until
+/// `detect_max` seconds after it, merged where they overlap.
+fn churn_windows(plan: &Plan, detect_max: f64) -> Vec<(f64, f64)> {
+    let mut events: Vec<f64> = plan.leaves.iter().map(|l| l.1).collect();
+    events.extend(
+        plan.clients
+            .iter()
+            .filter(|&&(c, t)| c as usize >= plan.members && t > 0.0)
+            .map(|c| c.1),
+    );
+    events.sort_by(f64::total_cmp);
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for t in events {
+        match out.last_mut() {
+            Some(w) if t <= w.1 => w.1 = w.1.max(t + detect_max),
+            _ => out.push((t, t + detect_max)),
+        }
+    }
+    out
 }

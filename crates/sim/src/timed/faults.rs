@@ -2,7 +2,9 @@
 //! detects a death (a delay drawn from the membership measurements), a
 //! path may still name the dead node; the first attempt on it costs one
 //! connect timeout and opens that client's breaker, so later attempts
-//! skip it; after detection placement routes around it. The DHT baseline:
+//! skip it; after detection placement routes around it. A transfer the
+//! dead node was sending falls silent: its receiver notices after the
+//! stall timeout and asks again from the bytes it has. The DHT baseline:
 //! a dead node's provider records live on for their TTL, and each attempt
 //! on one costs a dial timeout.
 
@@ -19,6 +21,10 @@ pub struct Failures {
     /// 8-agent kill -9 measurements (every survivor declared the dead
     /// node down 2.1 to 2.95 s after the kill).
     pub detect_s: (f64, f64),
+    /// How long a receiver waits on a sender that fell silent mid-stripe
+    /// before it asks elsewhere, seconds (the agent's stall timeout on a
+    /// LAN: its 1.5 s floor).
+    pub stall_s: f64,
     /// The DHT baseline's dial timeout per dead provider, seconds
     /// (Spegel: 30).
     pub dht_dial_timeout_s: f64,
@@ -34,6 +40,7 @@ impl Default for Failures {
         Failures {
             connect_timeout_ms: 50.0,
             detect_s: (2.1, 2.95),
+            stall_s: 1.5,
             dht_dial_timeout_s: 30.0,
             dht_ttl_s: 600.0,
             cut_share: 0.0,
@@ -41,7 +48,7 @@ impl Default for Failures {
     }
 }
 
-/// Who joins, who is warm, who vanishes, and when clients start.
+/// Who joins, who is warm, who vanishes when, and when clients start.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
     /// Nodes `0..members` are members from the start; the others join
@@ -49,8 +56,10 @@ pub struct Plan {
     pub members: usize,
     /// Nodes `0..warm` hold the whole object at time zero.
     pub warm: usize,
-    /// Nodes that vanish at time zero, unannounced.
-    pub vanish: Vec<u32>,
+    /// `(node, time)`: nodes that vanish, unannounced, in time order
+    /// (seconds). A node that vanishes stops pulling, sending and
+    /// answering.
+    pub leaves: Vec<(u32, f64)>,
     /// `(node, start)`: who pulls the object, from when (seconds).
     pub clients: Vec<(u32, f64)>,
 }
@@ -67,7 +76,7 @@ impl Plan {
         Plan {
             members: nodes,
             warm,
-            vanish: Vec::new(),
+            leaves: Vec::new(),
             clients: (warm.min(nodes) as u32..nodes as u32)
                 .map(|n| (n, 0.0))
                 .collect(),

@@ -13,17 +13,23 @@
 //!   that holds a stripe is advertised, a client picks a random provider,
 //!   and goes to the origin when there is none.
 //!
+//! Nodes may vanish at any time ([`faults`]): transfers they were sending
+//! resume elsewhere from the bytes received ([`depart`]), and paths route
+//! around them ([`route`]).
+//!
 //! Between events (a flow starting or finishing) rates are constant, so
 //! a step lasts at least `step_ms` and at most until the next flow would
-//! finish.
+//! finish (late by at most a thousandth of that flow's age, so that flows
+//! of long runs ending close together end in one step).
 
+mod depart;
 mod driver;
 pub mod faults;
 pub mod net;
+mod route;
 
 pub use driver::{rollout, run};
 
-use crate::rng::below;
 use crate::topology::{Distance, Topology};
 use faults::Failures;
 use net::{End, Links, Network, Way};
@@ -80,6 +86,24 @@ pub struct Outcome {
     pub stale_attempts: u64,
     /// Time clients spent waiting on vanished peers, summed, seconds.
     pub stale_wait_s: f64,
+    /// When each node vanished, seconds (infinite for nodes that stayed).
+    pub left_s: Vec<f64>,
+    /// Transfers cut off mid-stripe because their sender vanished.
+    pub broken: u64,
+    /// Of those, the ones resumed elsewhere from the bytes received (the
+    /// others' receivers had vanished too, or had the stripe by then).
+    pub resumes: u64,
+    /// Pulls that went to a stand-in because every hop of their path had
+    /// vanished.
+    pub stand_ins: u64,
+    /// Stripes an owner found at its previous owner (its first
+    /// successor) rather than fetching them from the origin.
+    pub peeks: u64,
+    /// Client pulls that started in a churn window (from a node's leave or
+    /// join until the fleet has surely detected it).
+    pub window_pulls: u64,
+    /// Of those, pulls found in the mesh.
+    pub window_hits: u64,
     /// Bytes sent by vanished nodes (must stay 0).
     pub dead_bytes: f64,
     /// Attempts over links that are cut.
@@ -92,6 +116,8 @@ pub struct Outcome {
     pub origin_bytes: f64,
     /// Bytes received by nodes, over all flows.
     pub moved_bytes: f64,
+    /// Bytes each node received.
+    pub received_bytes: Vec<f64>,
     /// Of those, bytes that left a rack.
     pub cross_rack_bytes: f64,
     /// Of those, bytes that left a row.
@@ -146,7 +172,19 @@ struct Engine<'a> {
     breakers: HashSet<(u32, u32)>,
     delay: f64,
     seed: u64,
+    /// Where each (node, stripe) gets its bytes from: a node, or
+    /// [`NO_NODE`] for the origin or nothing.
+    upstream: Vec<u32>,
+    /// Transfers whose sender vanished, waiting out the stall timeout.
+    resumes: Vec<depart::Resume>,
+    /// Coins for resumed transfers' paths, apart from the clients' ones.
+    resume_coins: ChaCha8Rng,
+    /// Whether the current time is inside a churn window.
+    in_window: bool,
 }
+
+/// `upstream` of a (node, stripe) fed by the origin or by nothing.
+const NO_NODE: u32 = u32::MAX;
 
 impl Timed {
     /// The defaults: a 4 GiB object to `nodes` nodes in 64 MiB stripes,
@@ -177,9 +215,16 @@ impl Engine<'_> {
         (c.object_bytes - start).min(c.stripe_bytes) as f64
     }
 
-    fn start_flow(&mut self, src: End, dst: u32, s: u32) {
+    /// Starts moving stripe `s` from `src` to `dst`, from byte `from` on
+    /// (what `dst` already has).
+    fn start_flow(&mut self, src: End, dst: u32, s: u32, from: f64) {
         let slot = self.slot(dst, s);
         self.state[slot] = FETCHING;
+        self.progress[slot] = from;
+        self.upstream[slot] = match src {
+            End::Node(n) => n,
+            End::Origin => NO_NODE,
+        };
         let t = &self.cfg.topology;
         let dist = match src {
             End::Origin => Distance::Fleet,
@@ -189,191 +234,11 @@ impl Engine<'_> {
             src,
             dst,
             stripe: s,
-            sent: 0.0,
+            sent: from,
             start: self.now + self.delay + self.cfg.network.hop_latency_ms / 1000.0,
             way: self.links.way(t, src, dst),
             dist,
         });
-    }
-
-    /// Client `c` starts its pull of stripe `s`.
-    fn pull(&mut self, c: u32, s: u32) {
-        self.out.pulls += 1;
-        // Every pull draws its path, so systems that route see the same
-        // coins whatever the state.
-        let path = self
-            .view
-            .path(self.ids[c as usize], self.keys[s as usize], &mut self.coins);
-        if self.state[self.slot(c, s)] != IDLE {
-            self.out.mesh_hits += 1;
-            return;
-        }
-        self.delay = 0.0;
-        let mut chain = vec![c];
-        match self.system {
-            System::Direct => {
-                self.start_flow(End::Origin, c, s);
-                return;
-            }
-            System::Dht => {
-                let src = self.provider(c, s);
-                match src {
-                    None => self.start_flow(End::Origin, c, s),
-                    Some(src) => {
-                        self.out.mesh_hits += 1;
-                        self.start_flow(End::Node(src), c, s);
-                    }
-                }
-                return;
-            }
-            System::Flat => chain.extend(path.hops().last().and_then(|id| self.index.get(id))),
-            System::Shoal => chain.extend(path.hops().iter().filter_map(|id| self.index.get(id))),
-        }
-        // Hops that vanished: one connect timeout each, the first time this
-        // client meets them; then its breaker skips them. If every hop is
-        // gone, the owner's first live successor stands in.
-        let timeout = self.cfg.failures.connect_timeout_ms / 1000.0;
-        let mut live = vec![c];
-        for &h in &chain[1..] {
-            if self.dead[h as usize] {
-                self.out.stale_attempts += 1;
-                if self.breakers.insert((c, h)) {
-                    self.delay += timeout;
-                    self.out.stale_wait_s += timeout;
-                }
-            } else {
-                live.push(h);
-            }
-        }
-        if live.len() == 1 && chain.len() > 1 {
-            let stand_in = path
-                .fallbacks()
-                .iter()
-                .filter_map(|id| self.index.get(id).copied())
-                .find(|&f| !self.dead[f as usize] && f != c);
-            live.extend(stand_in);
-        }
-        let chain = self.route_around_cuts(c, live, &path);
-        let found = (1..chain.len()).find(|&i| self.state[self.slot(chain[i], s)] != IDLE);
-        let top = match found {
-            Some(i) => {
-                self.out.mesh_hits += 1;
-                i
-            }
-            None => {
-                // The owner (or its stand-in) peeks at its first live
-                // successor, which holds the stripe if it owned it before
-                // a join moved ownership; else it asks the origin.
-                let last = chain.len() - 1;
-                let top = chain[last];
-                let peek = match self.system {
-                    System::Shoal => path
-                        .fallbacks()
-                        .iter()
-                        .filter_map(|id| self.index.get(id).copied())
-                        .find(|&f| !self.dead[f as usize] && f != top && !self.cut(top, f)),
-                    _ => None,
-                };
-                match peek.filter(|&f| self.state[self.slot(f, s)] != IDLE) {
-                    Some(f) => {
-                        self.out.mesh_hits += 1;
-                        self.start_flow(End::Node(f), top, s);
-                    }
-                    None => self.start_flow(End::Origin, top, s),
-                }
-                last
-            }
-        };
-        for j in (0..top).rev() {
-            self.start_flow(End::Node(chain[j + 1]), chain[j], s);
-        }
-    }
-
-    /// Whether `a` and `b` cannot reach each other.
-    fn cut(&self, a: u32, b: u32) -> bool {
-        faults::cut(self.cfg.failures.cut_share, self.seed, a, b)
-    }
-
-    /// One failed attempt from `from` to `to` over a cut link: a connect
-    /// timeout the first time, then the breaker skips it.
-    fn pay_cut(&mut self, from: u32, to: u32) {
-        self.out.cut_attempts += 1;
-        if self.breakers.insert((from, to)) {
-            let t = self.cfg.failures.connect_timeout_ms / 1000.0;
-            self.delay += t;
-            self.out.stale_wait_s += t;
-        }
-    }
-
-    /// The chain with every cut link routed around: through the first of
-    /// the path's fallbacks that reaches both ends (a relay, as the agent
-    /// does), else past the unreachable hop to the next one.
-    fn route_around_cuts(
-        &mut self,
-        c: u32,
-        chain: Vec<u32>,
-        path: &shoal_placement::Path,
-    ) -> Vec<u32> {
-        if self.cfg.failures.cut_share <= 0.0 {
-            return chain;
-        }
-        let fallbacks: Vec<u32> = path
-            .fallbacks()
-            .iter()
-            .filter_map(|id| self.index.get(id).copied())
-            .filter(|&f| !self.dead[f as usize] && f != c)
-            .collect();
-        let mut out = vec![c];
-        for u in chain.into_iter().skip(1) {
-            let d = *out.last().unwrap_or(&c);
-            if !self.cut(d, u) {
-                out.push(u);
-                continue;
-            }
-            self.pay_cut(d, u);
-            let relay = fallbacks
-                .iter()
-                .copied()
-                .find(|&r| !out.contains(&r) && r != u && !self.cut(d, r) && !self.cut(r, u));
-            // Without a relay the hop is skipped, and the next one up
-            // (or, past the owner, the origin) is asked instead.
-            if let Some(r) = relay {
-                self.out.relays += 1;
-                out.push(r);
-                out.push(u);
-            }
-        }
-        out
-    }
-
-    /// A random live-looking provider of `s` for the DHT baseline: dead
-    /// ones whose records have not expired cost a dial timeout each.
-    fn provider(&mut self, client: u32, s: u32) -> Option<u32> {
-        let f = &self.cfg.failures;
-        let now = self.now;
-        let dead = &self.dead;
-        // Records of the dead expire `dht_ttl_s` after they vanished (at 0).
-        self.providers[s as usize].retain(|&p| !dead[p as usize] || now < f.dht_ttl_s);
-        let mut tried = Vec::new();
-        loop {
-            let p = &self.providers[s as usize];
-            let left: Vec<u32> = p.iter().copied().filter(|x| !tried.contains(x)).collect();
-            if left.is_empty() {
-                return None;
-            }
-            let pick = left[below(&mut self.coins, left.len())];
-            if !self.dead[pick as usize] && !self.cut(client, pick) {
-                return Some(pick);
-            }
-            tried.push(pick);
-            if self.dead[pick as usize] {
-                self.out.stale_attempts += 1;
-            } else {
-                self.out.cut_attempts += 1;
-            }
-            self.delay += f.dht_dial_timeout_s;
-            self.out.stale_wait_s += f.dht_dial_timeout_s;
-        }
     }
 
     /// Bytes of stripe `s` that `src` can pass on now.
@@ -414,13 +279,16 @@ impl Engine<'_> {
                 }
             })
             .collect();
-        // The step: at least `step_ms`, longer while nothing would finish
-        // or start sooner.
+        // The step: at least `step_ms`, longer while nothing starts and no
+        // flow would finish sooner. A flow may finish up to a thousandth
+        // of its age late, so flows of long runs that end close together
+        // end in one step rather than one step each.
         let min_step = self.cfg.network.step_ms / 1000.0;
         let mut until = next_start.min(next_event) - self.now;
         for (f, &r) in self.flows.iter().zip(&rates) {
             if r > 0.0 {
-                until = until.min((self.size(f.stripe) - f.sent) / r);
+                let slack = 1e-3 * (self.now - f.start).max(0.0);
+                until = until.min((self.size(f.stripe) - f.sent) / r + slack);
             }
         }
         let dt = until.max(min_step).min(self.cfg.limit_s);
@@ -437,6 +305,7 @@ impl Engine<'_> {
             let slot = self.slot(dst, s);
             self.progress[slot] = sent;
             self.out.moved_bytes += adv;
+            self.out.received_bytes[dst as usize] += adv;
             match src {
                 End::Origin => self.out.origin_bytes += adv,
                 End::Node(n) => {

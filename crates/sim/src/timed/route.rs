@@ -1,0 +1,242 @@
+//! Where a stripe comes from: each system's choice of source, the chain
+//! of hops a shoal pull travels, and how it routes around vanished nodes
+//! and cut links.
+
+use super::net::End;
+use super::{DONE, Engine, IDLE, NO_NODE, System, faults};
+use crate::rng::below;
+use shoal_placement::Path;
+
+impl Engine<'_> {
+    /// Client `c` starts its pull of stripe `s`.
+    pub(super) fn pull(&mut self, c: u32, s: u32) {
+        self.out.pulls += 1;
+        if self.in_window {
+            self.out.window_pulls += 1;
+        }
+        // Every pull draws its path, so systems that route see the same
+        // coins whatever the state.
+        let path = self
+            .view
+            .path(self.ids[c as usize], self.keys[s as usize], &mut self.coins);
+        if self.state[self.slot(c, s)] != IDLE {
+            self.hit();
+            return;
+        }
+        self.delay = 0.0;
+        if self.fetch(c, s, 0.0, &path) {
+            self.hit();
+        }
+    }
+
+    fn hit(&mut self) {
+        self.out.mesh_hits += 1;
+        if self.in_window {
+            self.out.window_hits += 1;
+        }
+    }
+
+    /// Starts the flows that bring stripe `s` to node `c`, which has its
+    /// first `from` bytes, along `path` (drawn for `c`). Returns whether
+    /// the stripe was found in the mesh rather than started at the origin.
+    pub(super) fn fetch(&mut self, c: u32, s: u32, from: f64, path: &Path) -> bool {
+        let mut chain = vec![c];
+        match self.system {
+            System::Direct => {
+                self.start_flow(End::Origin, c, s, from);
+                return false;
+            }
+            System::Dht => {
+                return match self.provider(c, s) {
+                    None => {
+                        self.start_flow(End::Origin, c, s, from);
+                        false
+                    }
+                    Some(p) => {
+                        self.start_flow(End::Node(p), c, s, from);
+                        true
+                    }
+                };
+            }
+            System::Flat => chain.extend(path.hops().last().and_then(|id| self.index.get(id))),
+            System::Shoal => chain.extend(path.hops().iter().filter_map(|id| self.index.get(id))),
+        }
+        let live = self.live_chain(c, chain, path);
+        let mut chain = self.route_around_cuts(c, live, path);
+        // A node resuming a transfer may have peers fed by it on its path:
+        // asking them would be a loop, so they are passed over.
+        chain.retain(|&h| h == c || !self.feeds_on(h, c, s));
+        let found = (1..chain.len()).find(|&i| self.state[self.slot(chain[i], s)] != IDLE);
+        let mut hit = found.is_some();
+        let top = match found {
+            Some(i) => i,
+            None => {
+                // The owner (or its stand-in) peeks at its first live
+                // successor, which holds the stripe if it owned it before
+                // a join moved ownership; else it asks the origin.
+                let last = chain.len() - 1;
+                let top = chain[last];
+                let peek = match self.system {
+                    System::Shoal => path
+                        .fallbacks()
+                        .iter()
+                        .filter_map(|id| self.index.get(id).copied())
+                        .find(|&f| !self.dead[f as usize] && f != top && !self.cut(top, f)),
+                    _ => None,
+                };
+                let off = if top == c { from } else { 0.0 };
+                match peek
+                    .filter(|&f| self.state[self.slot(f, s)] != IDLE && !self.feeds_on(f, top, s))
+                {
+                    Some(f) => {
+                        hit = true;
+                        self.out.peeks += 1;
+                        self.start_flow(End::Node(f), top, s, off);
+                    }
+                    None => self.start_flow(End::Origin, top, s, off),
+                }
+                last
+            }
+        };
+        for j in (0..top).rev() {
+            let off = if j == 0 { from } else { 0.0 };
+            self.start_flow(End::Node(chain[j + 1]), chain[j], s, off);
+        }
+        hit
+    }
+
+    /// The chain without its vanished hops: each costs one connect
+    /// timeout the first time client `c` meets it, then `c`'s breaker
+    /// skips it. If the owner is gone, its first live successor stands in
+    /// (as the agent's plan tries stand-ins after the hops), so the hops
+    /// below still share one fetch.
+    fn live_chain(&mut self, c: u32, chain: Vec<u32>, path: &Path) -> Vec<u32> {
+        let timeout = self.cfg.failures.connect_timeout_ms / 1000.0;
+        let mut live = vec![c];
+        for &h in &chain[1..] {
+            if self.dead[h as usize] {
+                self.out.stale_attempts += 1;
+                if self.breakers.insert((c, h)) {
+                    self.delay += timeout;
+                    self.out.stale_wait_s += timeout;
+                }
+            } else {
+                live.push(h);
+            }
+        }
+        let owner_gone = chain.len() > 1 && chain.last().is_some_and(|&o| self.dead[o as usize]);
+        if owner_gone {
+            let stand_in = path
+                .fallbacks()
+                .iter()
+                .filter_map(|id| self.index.get(id).copied())
+                .find(|&f| !self.dead[f as usize] && !live.contains(&f));
+            if stand_in.is_some() {
+                self.out.stand_ins += 1;
+            }
+            live.extend(stand_in);
+        }
+        live
+    }
+
+    /// Whether node `h`'s copy of stripe `s` is being fed, directly or
+    /// through other nodes, by node `c`.
+    fn feeds_on(&self, h: u32, c: u32, s: u32) -> bool {
+        let mut at = h;
+        for _ in 0..self.ids.len() {
+            let slot = self.slot(at, s);
+            if self.state[slot] == DONE {
+                return false;
+            }
+            match self.upstream[slot] {
+                NO_NODE => return false,
+                up if up == c => return true,
+                up => at = up,
+            }
+        }
+        false
+    }
+
+    /// Whether `a` and `b` cannot reach each other.
+    pub(super) fn cut(&self, a: u32, b: u32) -> bool {
+        faults::cut(self.cfg.failures.cut_share, self.seed, a, b)
+    }
+
+    /// One failed attempt from `from` to `to` over a cut link: a connect
+    /// timeout the first time, then the breaker skips it.
+    fn pay_cut(&mut self, from: u32, to: u32) {
+        self.out.cut_attempts += 1;
+        if self.breakers.insert((from, to)) {
+            let t = self.cfg.failures.connect_timeout_ms / 1000.0;
+            self.delay += t;
+            self.out.stale_wait_s += t;
+        }
+    }
+
+    /// The chain with every cut link routed around: through the first of
+    /// the path's fallbacks that reaches both ends (a relay, as the agent
+    /// does), else past the unreachable hop to the next one.
+    fn route_around_cuts(&mut self, c: u32, chain: Vec<u32>, path: &Path) -> Vec<u32> {
+        if self.cfg.failures.cut_share <= 0.0 {
+            return chain;
+        }
+        let fallbacks: Vec<u32> = path
+            .fallbacks()
+            .iter()
+            .filter_map(|id| self.index.get(id).copied())
+            .filter(|&f| !self.dead[f as usize] && f != c)
+            .collect();
+        let mut out = vec![c];
+        for u in chain.into_iter().skip(1) {
+            let d = *out.last().unwrap_or(&c);
+            if !self.cut(d, u) {
+                out.push(u);
+                continue;
+            }
+            self.pay_cut(d, u);
+            let relay = fallbacks
+                .iter()
+                .copied()
+                .find(|&r| !out.contains(&r) && r != u && !self.cut(d, r) && !self.cut(r, u));
+            // Without a relay the hop is skipped, and the next one up
+            // (or, past the owner, the origin) is asked instead.
+            if let Some(r) = relay {
+                self.out.relays += 1;
+                out.push(r);
+                out.push(u);
+            }
+        }
+        out
+    }
+
+    /// A random live-looking provider of `s` for the DHT baseline: dead
+    /// ones whose records have not expired cost a dial timeout each.
+    fn provider(&mut self, client: u32, s: u32) -> Option<u32> {
+        let f = &self.cfg.failures;
+        let now = self.now;
+        let (dead, left) = (&self.dead, &self.out.left_s);
+        // Records of the dead expire `dht_ttl_s` after they vanished.
+        self.providers[s as usize]
+            .retain(|&p| !dead[p as usize] || now < left[p as usize] + f.dht_ttl_s);
+        let mut tried = Vec::new();
+        loop {
+            let p = &self.providers[s as usize];
+            let left: Vec<u32> = p.iter().copied().filter(|x| !tried.contains(x)).collect();
+            if left.is_empty() {
+                return None;
+            }
+            let pick = left[below(&mut self.coins, left.len())];
+            if !self.dead[pick as usize] && !self.cut(client, pick) {
+                return Some(pick);
+            }
+            tried.push(pick);
+            if self.dead[pick as usize] {
+                self.out.stale_attempts += 1;
+            } else {
+                self.out.cut_attempts += 1;
+            }
+            self.delay += f.dht_dial_timeout_s;
+            self.out.stale_wait_s += f.dht_dial_timeout_s;
+        }
+    }
+}
