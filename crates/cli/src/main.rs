@@ -1,7 +1,8 @@
 //! `shoal`: the command line. `shoal agent` runs a node's agent;
 //! `shoal get` fetches an object through the local agent; `shoal status`
 //! shows what the local agent knows; `shoal containerd-config` points
-//! containerd at the agent's mirror; `shoal sim` runs the simulator.
+//! containerd at the agent's mirror; `shoal sim` runs the simulator;
+//! `shoal demo` shows agents sharing an object on one machine.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 mod containerd;
+mod demo;
 mod get;
 mod sim;
 mod status;
@@ -38,6 +40,9 @@ enum Cmd {
     ContainerdConfig(containerd::ContainerdArgs),
     /// Simulate the protocol at fleet scale with the real placement core.
     Sim(sim::SimArgs),
+    /// Start agents and an origin on this machine and watch them share an
+    /// object (no root, nothing to install).
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -230,5 +235,6 @@ async fn main() -> Result<()> {
         Cmd::Status(args) => status::run(args).await,
         Cmd::ContainerdConfig(args) => containerd::run(args),
         Cmd::Sim(args) => sim::run(args),
+        Cmd::Demo(args) => demo::run(args).await,
     }
 }
