@@ -7,7 +7,7 @@
 //! the origin amplification.
 
 mod fleet;
-mod origin;
+pub(crate) mod origin;
 mod report;
 
 use anyhow::{Context, Result, bail};

@@ -2,7 +2,8 @@
 //! `shoal get` fetches an object through the local agent; `shoal status`
 //! shows what the local agent knows; `shoal containerd-config` points
 //! containerd at the agent's mirror; `shoal sim` runs the simulator;
-//! `shoal demo` shows agents sharing an object on one machine.
+//! `shoal demo` shows agents sharing an object on one machine; `shoal
+//! bench cluster` measures shoal against its alternatives.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +13,7 @@ use shoal_agent::mirror::config::RegistryConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod bench;
 mod containerd;
 mod demo;
 mod get;
@@ -43,6 +45,8 @@ enum Cmd {
     /// Start agents and an origin on this machine and watch them share an
     /// object (no root, nothing to install).
     Demo(demo::DemoArgs),
+    /// Benchmarks on real processes (`shoal bench cluster` needs root).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -236,5 +240,6 @@ async fn main() -> Result<()> {
         Cmd::ContainerdConfig(args) => containerd::run(args),
         Cmd::Sim(args) => sim::run(args),
         Cmd::Demo(args) => demo::run(args).await,
+        Cmd::Bench(args) => bench::run(args).await,
     }
 }

@@ -83,14 +83,7 @@ fn the_demo_runs_with_its_embedded_origin_and_cleans_up() {
     let dir = std::env::temp_dir().join(format!("shoal-demo-{pid}"));
     assert!(!dir.exists(), "{} is left behind", dir.display());
     let mark = dir.display().to_string();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(
-            !cmdline.contains(&mark),
-            "an agent outlived the demo: {cmdline}"
-        );
-    }
+    common::assert_no_process_mentions(&mark);
     let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["demo", "--nodes", "1"])
         .output()

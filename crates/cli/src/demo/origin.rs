@@ -71,14 +71,23 @@ impl Drop for Origin {
 
 /// The SHA-256 of object `name` of `size` bytes, as `sha256:<hex>`.
 pub fn digest(name: &str, size: u64) -> String {
+    // Writing into a sink cannot fail.
+    write_to(&mut std::io::sink(), name, size).unwrap_or_default()
+}
+
+/// Writes object `name` of `size` bytes to `out`; returns its SHA-256 as
+/// `sha256:<hex>`.
+pub fn write_to(out: &mut impl std::io::Write, name: &str, size: u64) -> std::io::Result<String> {
     let mut h = Sha256::new();
     let mut at = 0;
     while at < size {
         let end = (at + BLOCK).min(size);
-        h.update(chunk(name, at, end));
+        let c = chunk(name, at, end);
+        h.update(&c);
+        out.write_all(&c)?;
         at = end;
     }
-    format!("sha256:{}", hex::encode(h.finalize()))
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
 /// Bytes `[start, end)` of object `name`, within one block.

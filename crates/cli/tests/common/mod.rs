@@ -164,33 +164,11 @@ impl Nginx {
         let port = free_port();
         let root = dir.path().join("www");
         fs::create_dir_all(&root).unwrap();
-        let conf = format!(
-            r#"
-user root;
-master_process off;
-worker_processes 1;
-error_log {d}/error.log warn;
-pid {d}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    log_format ranges '$request_method $uri "$http_range" $status $body_bytes_sent';
-    access_log {d}/access.log ranges;
-    sendfile on;
-    client_body_temp_path {d}/tmp;
-    proxy_temp_path {d}/tmp;
-    fastcgi_temp_path {d}/tmp;
-    uwsgi_temp_path {d}/tmp;
-    scgi_temp_path {d}/tmp;
-    server {{
-        listen {ip}:{port}{listen};
-        root {root};
-        {server}
-    }}
-}}
-"#,
-            d = dir.path().display(),
-            root = root.display(),
-        );
+        let conf = include_str!("../../src/bench/nginx.conf")
+            .replace("@DIR@", &dir.path().display().to_string())
+            .replace("@LISTEN@", &format!("{ip}:{port}{listen}"))
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@SERVER@", server);
         fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let child = Command::new("nginx")
             .arg("-p")
@@ -439,6 +417,19 @@ pub fn dir_bytes(dir: &Path) -> u64 {
             }
         })
         .sum()
+}
+
+/// Fails if any process's command line mentions `mark` (a path only the
+/// processes of one run use).
+pub fn assert_no_process_mentions(mark: &str) {
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            !cmdline.contains(mark),
+            "a process outlived its run: {cmdline}"
+        );
+    }
 }
 
 /// Arguments every test agent gets: name, addresses, data dir, token,

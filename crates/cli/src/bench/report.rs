@@ -1,0 +1,164 @@
+//! What `shoal bench cluster` measured: one row per system, the warm
+//! pull, and the lower bound; as a table and as JSON.
+
+use super::cluster::Settings;
+use serde::Serialize;
+
+/// One system's rollout.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// The system.
+    pub system: String,
+    /// Each node's time to the whole object, seconds (`None` for a node
+    /// killed on purpose).
+    pub seconds: Vec<Option<f64>>,
+    /// Median over the nodes that finished.
+    pub p50_s: f64,
+    /// 99th percentile.
+    pub p99_s: f64,
+    /// The last node.
+    pub max_s: f64,
+    /// Body bytes the origin served, from its access log.
+    pub origin_bytes: u64,
+    /// Origin bytes over the object's size.
+    pub amplification: f64,
+    /// p99 over the lower bound.
+    pub p99_over_bound: f64,
+    /// What else happened in the run.
+    pub note: Option<String>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Row {
+    /// Sums up one rollout.
+    pub fn new(system: &str, seconds: &[Option<f64>], origin: u64, size: u64, bound: f64) -> Row {
+        let mut done: Vec<f64> = seconds.iter().flatten().copied().collect();
+        done.sort_by(f64::total_cmp);
+        let p99 = percentile(&done, 99.0);
+        Row {
+            system: system.to_owned(),
+            seconds: seconds.to_vec(),
+            p50_s: percentile(&done, 50.0),
+            p99_s: p99,
+            max_s: done.last().copied().unwrap_or(f64::NAN),
+            origin_bytes: origin,
+            amplification: origin as f64 / size.max(1) as f64,
+            p99_over_bound: p99 / bound,
+            note: None,
+        }
+    }
+}
+
+/// One new node's pull of an object the fleet holds.
+#[derive(Debug, Serialize)]
+pub struct Warm {
+    /// Its time, seconds.
+    pub seconds: f64,
+    /// Its rate, Mbit/s.
+    pub mbit: f64,
+    /// That rate over the node link.
+    pub share_of_link: f64,
+}
+
+impl Warm {
+    /// The warm pull of `size` bytes in `seconds` on a `link` Mbit/s link.
+    pub fn new(seconds: f64, size: u64, link: f64) -> Warm {
+        let mbit = size as f64 * 8.0 / 1e6 / seconds;
+        Warm {
+            seconds,
+            mbit,
+            share_of_link: mbit / link,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// What was run.
+    #[serde(flatten)]
+    pub setup: Settings,
+    /// `max(size / origin link, size / node link)`, seconds.
+    pub lower_bound_s: f64,
+    /// One row per system.
+    pub rows: Vec<Row>,
+    /// The warm pull.
+    pub warm: Warm,
+}
+
+impl Report {
+    /// Puts a run together.
+    pub fn new(s: &Settings, bound: f64, rows: Vec<Row>, warm: Warm) -> Report {
+        Report {
+            setup: s.clone(),
+            lower_bound_s: bound,
+            rows,
+            warm,
+        }
+    }
+
+    /// The table for people.
+    pub fn text(&self) -> String {
+        let s = &self.setup;
+        let mut out = format!(
+            "# shoal bench cluster: {:.0} MiB to {} nodes; node links {} Mbit/s, origin {} Mbit/s, central cache {} Mbit/s; {} stripes\n\n\
+             | system | makespan p50 | p99 | max | origin MiB | amplification | p99 / bound |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            s.size as f64 / f64::from(1u32 << 20),
+            s.nodes,
+            s.node_mbit,
+            s.origin_mbit,
+            s.cache_mbit,
+            s.stripe,
+        );
+        for r in &self.rows {
+            out.push_str(&format!(
+                "| {} | {:.2} s | {:.2} s | {:.2} s | {:.1} | {:.2} | {:.2} |\n",
+                r.system,
+                r.p50_s,
+                r.p99_s,
+                r.max_s,
+                r.origin_bytes as f64 / f64::from(1u32 << 20),
+                r.amplification,
+                r.p99_over_bound
+            ));
+        }
+        out.push_str(&format!(
+            "| lower bound | {b:.2} s | {b:.2} s | {b:.2} s | {:.1} | 1.00 | 1.00 |\n\n",
+            s.size as f64 / f64::from(1u32 << 20),
+            b = self.lower_bound_s
+        ));
+        for r in &self.rows {
+            if let Some(n) = &r.note {
+                out.push_str(&format!("{}: {n}.\n", r.system));
+            }
+        }
+        out.push_str(&format!(
+            "A new node's warm pull: {:.2} s, {:.0} Mbit/s, {:.0}% of its link.\n",
+            self.warm.seconds,
+            self.warm.mbit,
+            100.0 * self.warm.share_of_link
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_skip_the_killed_node_and_compare_with_the_bound() {
+        let r = Row::new("x", &[Some(2.0), None, Some(4.0), Some(3.0)], 200, 100, 2.0);
+        assert_eq!((r.p50_s, r.p99_s, r.max_s), (3.0, 4.0, 4.0));
+        assert_eq!((r.amplification, r.p99_over_bound), (2.0, 2.0));
+        let w = Warm::new(2.0, 100_000_000, 800.0);
+        assert!((w.mbit - 400.0).abs() < 1e-9 && (w.share_of_link - 0.5).abs() < 1e-9);
+    }
+}
