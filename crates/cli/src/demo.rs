@@ -2,9 +2,9 @@
 //! to install. It starts an origin (embedded, or one given with
 //! `--origin`) and N real agents on loopback that join one mesh by
 //! gossip. Every node then pulls the same object at once, cold; then a
-//! second object, with one agent killed (SIGKILL) half-way. For each
-//! round it prints every node's time and where its bytes came from, and
-//! the origin amplification.
+//! second object, with one agent killed (SIGKILL) a third of the way
+//! in. For each round it prints every node's time and where its bytes
+//! came from, and the origin amplification.
 
 mod fleet;
 pub(crate) mod origin;
