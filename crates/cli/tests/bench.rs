@@ -103,8 +103,6 @@ fn a_tiny_bench_reports_every_system_and_leaves_nothing_behind() {
         assert!(r["amplification"].as_f64().unwrap() >= 1.0, "{r}");
     }
     assert_eq!(rows[2]["amplification"].as_f64(), Some(3.0));
-    let bound = report["lower_bound_s"].as_f64().unwrap();
-    assert!(rows[0]["p50_s"].as_f64().unwrap() >= bound * 0.9);
     assert!(report["warm"]["seconds"].as_f64().unwrap() > 0.0);
 }
 

@@ -35,6 +35,29 @@ fn credentials_file(dir: &Path, host: &str, user: &str, password: &str) -> PathB
     path
 }
 
+/// A docker `config.json` with the test user's credentials for `host`:
+/// the directory holding it (keep it alive) and its path.
+fn alice_for(host: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = credentials_file(dir.path(), host, USER, PASSWORD)
+        .display()
+        .to_string();
+    (dir, path)
+}
+
+/// Checks the registry itself answers 401 to `path` without credentials
+/// and asks for the `scheme` (`Basic` or `Bearer`).
+fn assert_registry_wants(registry: &Registry, path: &str, scheme: &str) {
+    let r = request(registry.addr(), "GET", path, &[ACCEPT]);
+    assert_eq!(r.status, 401, "the registry must want {scheme} credentials");
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|v| v.starts_with(&format!("{scheme} "))),
+        "{:?}",
+        r.header("www-authenticate")
+    );
+}
+
 /// Reads `name:tag`'s manifest and every blob of `image` through the
 /// mirror port `m`: all 200 and matching their digests.
 fn pull_all(m: SocketAddr, ns: &str, name: &str, tag: &str, image: &Image) {
@@ -118,26 +141,11 @@ fn an_htpasswd_registry_is_mirrored_with_credentials_and_refused_without() {
         Some(&format!("{USER}:{PASSWORD}")),
     );
     // The registry itself refuses a client without credentials.
-    let r = request(
-        registry.addr(),
-        "GET",
-        "/v2/team/private/manifests/v1",
-        &[ACCEPT],
-    );
-    assert_eq!(r.status, 401, "the registry must want credentials");
-    assert!(
-        r.header("www-authenticate")
-            .is_some_and(|v| v.starts_with("Basic ")),
-        "{:?}",
-        r.header("www-authenticate")
-    );
+    assert_registry_wants(&registry, "/v2/team/private/manifests/v1", "Basic");
 
     let host = registry.host();
     let reg = registry.upstream();
-    let creds_dir = tempfile::tempdir().unwrap();
-    let creds = credentials_file(creds_dir.path(), &host, USER, PASSWORD)
-        .display()
-        .to_string();
+    let (_creds_dir, creds) = alice_for(&host);
     let ns = registry.ns();
     let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &creds]);
     pull_all(
@@ -179,26 +187,11 @@ fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
         "skopeo pushed without a token?\n{}",
         registry.app_log()
     );
-    let r = request(
-        registry.addr(),
-        "GET",
-        &format!("/v2/{name}/manifests/v1"),
-        &[ACCEPT],
-    );
-    assert_eq!(r.status, 401, "the registry must want a token");
-    assert!(
-        r.header("www-authenticate")
-            .is_some_and(|v| v.starts_with("Bearer ")),
-        "{:?}",
-        r.header("www-authenticate")
-    );
+    assert_registry_wants(&registry, &format!("/v2/{name}/manifests/v1"), "Bearer");
 
     let host = registry.host();
     let reg = registry.upstream();
-    let creds_dir = tempfile::tempdir().unwrap();
-    let creds = credentials_file(creds_dir.path(), &host, USER, PASSWORD)
-        .display()
-        .to_string();
+    let (_creds_dir, creds) = alice_for(&host);
     let ns = registry.ns();
     let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &creds]);
     let agents = cluster.agents.len();
@@ -336,10 +329,7 @@ fn credentials_are_not_forwarded_when_a_registry_redirects_blobs_elsewhere() {
         ),
     );
     let host = std::net::SocketAddr::new(front.ip, front.port).to_string();
-    let creds_dir = tempfile::tempdir().unwrap();
-    let creds = credentials_file(creds_dir.path(), &host, USER, PASSWORD)
-        .display()
-        .to_string();
+    let (_creds_dir, creds) = alice_for(&host);
     let upstream = format!("{host}=http://{host}");
     let cluster = Cluster::new(
         2,

@@ -419,6 +419,29 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Runs `cmd`, a tool `scripts/test` installs, and returns its stdout;
+/// panics with its stderr if it cannot run or fails.
+pub fn run_tool(mut cmd: Command) -> Vec<u8> {
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{name} (scripts/test installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{name} {:?} failed: {}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Runs `openssl <args>` in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir).args(args);
+    run_tool(cmd);
+}
+
 /// Fails if any process's command line mentions `mark` (a path only the
 /// processes of one run use).
 pub fn assert_no_process_mentions(mark: &str) {

@@ -62,19 +62,11 @@ impl Registry {
             Auth::Htpasswd { user, password } => {
                 // bcrypt (-B) is the only hash the registry accepts; cost 5
                 // keeps each check fast.
-                let out = Command::new("htpasswd")
-                    .args(["-Bbn", "-C", "5"])
-                    .arg(user)
-                    .arg(password)
-                    .output()
-                    .expect("htpasswd (scripts/test installs it)");
-                assert!(
-                    out.status.success(),
-                    "htpasswd failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let mut cmd = Command::new("htpasswd");
+                cmd.args(["-Bbn", "-C", "5"]).arg(user).arg(password);
+                let hash = super::run_tool(cmd);
                 let path = dir.path().join("htpasswd");
-                fs::write(&path, &out.stdout).unwrap();
+                fs::write(&path, &hash).unwrap();
                 format!(
                     r#"auth:
   htpasswd:
@@ -176,16 +168,9 @@ http:
         if let Some(c) = creds {
             cmd.arg("--dest-creds").arg(c);
         }
-        let out = cmd
-            .arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!("docker://{}/{name}:{tag}", self.host()))
-            .output()
-            .expect("skopeo (scripts/test installs it)");
-        assert!(
-            out.status.success(),
-            "skopeo copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cmd.arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{name}:{tag}", self.host()));
+        super::run_tool(cmd);
     }
 
     /// Where the registry listens.
