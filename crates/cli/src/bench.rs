@@ -79,6 +79,9 @@ async fn cluster(a: ClusterArgs) -> Result<()> {
         bail!("--nodes must be between 1 and 200");
     }
     let size = shoal_store::parse_size(&a.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
+    if size == 0 {
+        bail!("--size must be positive");
+    }
     let cache_mbit = a.cache_mbit.unwrap_or(a.node_mbit);
     for (name, v) in [
         ("node-mbit", a.node_mbit),

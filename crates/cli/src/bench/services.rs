@@ -31,6 +31,9 @@ impl Procs {
             .args(["netns", "exec", ns])
             .arg(cmd)
             .args(args)
+            // Errors, not backtraces, in the log `check` quotes.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -62,6 +62,9 @@ impl Fleet {
                 .args(["--store-budget", "4GiB"])
                 .args(["--seed", &format!("127.0.0.1:{}", ports[0])])
                 .env("SHOAL_LOG", "warn")
+                // Errors, not backtraces, in the log the demo quotes.
+                .env_remove("RUST_BACKTRACE")
+                .env_remove("RUST_LIB_BACKTRACE")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -84,11 +87,12 @@ impl Fleet {
             let mut joined = 0;
             for node in &mut self.nodes {
                 if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
-                    bail!(
-                        "agent {} exited ({status}); its log is in {}",
-                        node.name,
-                        self.dir.display()
-                    );
+                    // The directory goes when the fleet drops: quote the log.
+                    let log = std::fs::read_to_string(self.dir.join(format!("{}.log", node.name)))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    bail!("agent {} exited ({status}): {}", node.name, tail.join("\n"));
                 }
                 let url = format!("http://{}{}", node.api, shoal_agent::status::STATUS_PATH);
                 let alive = match client.get(&url).send().await {
