@@ -89,4 +89,12 @@ fn the_demo_runs_with_its_embedded_origin_and_cleans_up() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+    // Agents that refuse their settings: the demo says why.
+    let refused = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["demo", "--nodes", "2", "--stripe", "1KiB"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("stripe_size"), "{err}");
 }
