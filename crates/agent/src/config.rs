@@ -1,6 +1,8 @@
 //! The agent's settings: a TOML file, then environment variables, then
 //! flags (the CLI merges those two), each with a documented default.
 
+use crate::containerd::ContainerdConfig;
+use crate::kubernetes::KubernetesConfig;
 use crate::mirror::config::MirrorConfig;
 use serde::Deserialize;
 use shoal_membership::GossipConfig;
@@ -133,6 +135,10 @@ pub struct AgentConfig {
     pub timeouts: Timeouts,
     /// The OCI mirror port and the registries it mirrors.
     pub mirror: MirrorConfig,
+    /// containerd's hosts files, written and checked at start.
+    pub containerd: ContainerdConfig,
+    /// Topology labels from this node's Kubernetes Node object.
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for AgentConfig {
@@ -162,6 +168,8 @@ impl Default for AgentConfig {
             drain_ms: 10_000,
             timeouts: Timeouts::default(),
             mirror: MirrorConfig::default(),
+            containerd: ContainerdConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }

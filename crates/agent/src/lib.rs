@@ -9,9 +9,14 @@
 //! - [`members`]: static or gossip membership, turned into views.
 //! - [`node`], [`config`], [`metrics`], [`status`]: state, settings,
 //!   observability.
+//! - [`startup`]: what the agent sets up on its node first: labels from
+//!   its Kubernetes Node ([`kubernetes`]), containerd's hosts files
+//!   ([`containerd`]).
 
 pub mod config;
+pub mod containerd;
 pub mod flight;
+pub mod kubernetes;
 pub mod members;
 pub mod metrics;
 pub mod mirror;
@@ -22,6 +27,7 @@ pub mod peer;
 pub mod proto;
 mod serve;
 pub mod server;
+pub mod startup;
 pub mod status;
 
 pub use config::{AgentConfig, Resolved};
@@ -36,9 +42,10 @@ use tokio::net::TcpListener;
 /// (gossip announces it at once), stops taking new work, lets transfers in
 /// progress finish for up to `drain_ms`, and returns.
 pub async fn run(
-    cfg: Resolved,
+    mut cfg: Resolved,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let host = startup::prepare(&mut cfg).await;
     let c = &cfg.config;
     if cfg.token.is_none() {
         tracing::warn!(
@@ -63,7 +70,7 @@ pub async fn run(
         tracing::info!(peers = c.peers.len(), "static membership");
         None
     };
-    let node = Node::new(cfg, gossip.clone())?;
+    let node = Node::new(cfg, gossip.clone(), host)?;
     if let Some(g) = gossip {
         members::follow(&node, g).map_err(|e| StartError::Gossip(e.to_string()))?;
     }

@@ -65,6 +65,12 @@ pub struct Metrics {
     pub inbound_rejected: Counter,
     /// Whole objects whose bytes did not match their digest.
     pub digest_mismatches: Counter,
+    /// 1 when containerd reads the hosts files this agent wrote, 0 when it
+    /// does not or cannot be told (no metric unless the agent manages
+    /// them).
+    pub containerd_configured: Gauge,
+    /// How many topology labels this node runs with.
+    pub topology_labels: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,6 +88,8 @@ impl Default for Metrics {
             store_evictions: Gauge::default(),
             inbound_rejected: Counter::default(),
             digest_mismatches: Counter::default(),
+            containerd_configured: Gauge::default(),
+            topology_labels: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -139,11 +147,33 @@ impl Default for Metrics {
             "Inbound requests refused because capacity was full",
             m.inbound_rejected.clone(),
         );
+        registry.register(
+            "topology_labels",
+            "Topology labels this node runs with (0 when none were set or found)",
+            m.topology_labels.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// Records what start-up found.
+    pub fn record_host(&mut self, host: &crate::startup::HostReport, labels: usize) {
+        use crate::containerd::ContainerdState;
+        self.topology_labels.set(labels as i64);
+        let configured = match host.containerd {
+            ContainerdState::NotManaged => return,
+            ContainerdState::Ready => 1,
+            ContainerdState::Problem(_) => 0,
+        };
+        self.containerd_configured.set(configured);
+        self.registry.register(
+            "containerd_configured",
+            "1 when containerd reads the hosts.toml files this agent wrote, else 0",
+            self.containerd_configured.clone(),
+        );
+    }
+
     /// Counts `n` bytes served from `source`.
     pub fn served(&self, source: Source, n: u64) {
         self.served_bytes

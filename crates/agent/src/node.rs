@@ -77,6 +77,8 @@ pub struct Node {
     pub gossip: Option<Gossip>,
     /// Set once the node is shutting down: it takes no new work.
     pub draining: AtomicBool,
+    /// What start-up found on this node (labels' source, containerd).
+    pub host: crate::startup::HostReport,
     /// Which peer sent each stripe this node fetched from one, kept for
     /// the most recent [`SOURCES`] stripes: when a whole object fails its
     /// digest, these are the copies to distrust.
@@ -99,9 +101,15 @@ fn seed(id: NodeId) -> u64 {
 impl Node {
     /// Opens the store and builds the first membership view: the static
     /// list, or what `gossip` knows so far (at least this node).
-    pub fn new(cfg: Resolved, gossip: Option<Gossip>) -> Result<Arc<Node>, StartError> {
+    pub fn new(
+        cfg: Resolved,
+        gossip: Option<Gossip>,
+        host: crate::startup::HostReport,
+    ) -> Result<Arc<Node>, StartError> {
         let c = &cfg.config;
-        let metrics = Arc::new(Metrics::default());
+        let mut metrics = Metrics::default();
+        metrics.record_host(&host, c.labels.len());
+        let metrics = Arc::new(metrics);
         let store = Store::open(&c.data_dir, cfg.budget)?;
         let id = NodeId::from_name(&c.name);
         let membership = match &gossip {
@@ -126,6 +134,7 @@ impl Node {
             membership: ArcSwap::from_pointee(membership),
             gossip,
             draining: AtomicBool::new(false),
+            host,
             store,
             flights: Mutex::new(HashMap::new()),
             peers,

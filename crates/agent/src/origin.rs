@@ -74,8 +74,13 @@ pub struct OriginBody {
 /// A transport error with its causes, so a TLS or DNS failure says what
 /// went wrong rather than only "error sending request".
 pub(crate) fn transport(e: reqwest::Error) -> OriginError {
+    OriginError::Transport(error_chain(&e))
+}
+
+/// An error's message followed by each cause that adds something.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
-    let mut cause = std::error::Error::source(&e);
+    let mut cause = e.source();
     while let Some(c) = cause {
         let text = c.to_string();
         if !msg.contains(&text) {
@@ -84,7 +89,7 @@ pub(crate) fn transport(e: reqwest::Error) -> OriginError {
         }
         cause = c.source();
     }
-    OriginError::Transport(msg)
+    msg
 }
 
 fn validator(headers: &http::HeaderMap) -> Option<String> {

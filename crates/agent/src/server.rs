@@ -71,11 +71,21 @@ fn health() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+/// Ready unless draining. Problems found at start (containerd not reading
+/// the hosts files) are listed after `ready`: the node still serves its
+/// peers, so they do not fail readiness, but they show where an operator
+/// looks.
 async fn readyz(State(s): State<AppState>) -> Response {
     if draining(&s) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
-    "ready\n".into_response()
+    let mut body = String::from("ready\n");
+    for p in s.node.host.problems() {
+        body.push_str("warning: ");
+        body.push_str(&p);
+        body.push('\n');
+    }
+    body.into_response()
 }
 
 fn draining(s: &AppState) -> bool {

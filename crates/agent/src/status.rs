@@ -63,6 +63,10 @@ pub struct Status {
     pub open_breakers: Vec<SocketAddr>,
     /// Whether the node is shutting down.
     pub draining: bool,
+    /// Problems start-up found on this node (containerd not reading the
+    /// hosts files, a failed Node lookup), one sentence each.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// The roster this node serves to peers: gossip's own view with live
@@ -137,5 +141,6 @@ pub async fn status(node: &Node) -> Status {
         inflight: node.flights().len(),
         open_breakers: node.peers.open_breakers(),
         draining: node.draining.load(Ordering::SeqCst),
+        problems: node.host.problems(),
     }
 }

@@ -1,19 +1,16 @@
 //! `shoal containerd-config`: points containerd at the local agent's
 //! mirror by writing `<certs-dir>/<registry>/hosts.toml` for each
 //! registry, keeping whatever was there as `hosts.toml.shoal-backup`;
-//! `--restore` puts the backups back.
+//! `--restore` puts the backups back. An agent given
+//! `containerd.certs_dir` writes the same files itself at start.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
+use shoal_agent::containerd::certs::{configured, install, restore};
 use shoal_agent::mirror::config::RegistryConfig;
-use shoal_oci::hosts::{HostsFile, is_ours};
-use std::fs;
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use shoal_oci::hosts::HostsFile;
+use std::path::PathBuf;
 use std::time::Duration;
-
-const FILE: &str = "hosts.toml";
-const BACKUP: &str = "hosts.toml.shoal-backup";
 
 /// Arguments of `shoal containerd-config`.
 #[derive(Args)]
@@ -79,96 +76,13 @@ pub fn run(args: ContainerdArgs) -> Result<()> {
     Ok(())
 }
 
-fn read(path: &Path) -> Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// Writes `text` next to `path` and renames it over, so containerd never
-/// reads half a file.
-fn replace(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("toml.shoal-tmp");
-    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
-}
-
-/// Installs shoal's file in `dir`, backing up a file that is not shoal's.
-fn install(dir: &Path, text: &str) -> Result<String> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (path, backup) = (dir.join(FILE), dir.join(BACKUP));
-    let kept = match read(&path)? {
-        Some(old) if !is_ours(&old) => {
-            if backup.exists() {
-                bail!(
-                    "{} was changed since shoal backed it up to {}; move one of them away first",
-                    path.display(),
-                    backup.display()
-                );
-            }
-            fs::write(&backup, old).with_context(|| format!("writing {}", backup.display()))?;
-            format!(" (the previous file is kept as {})", backup.display())
-        }
-        _ => String::new(),
-    };
-    replace(&path, text)?;
-    Ok(format!("wrote {}{kept}", path.display()))
-}
-
-/// Puts the backup in `dir` back, or removes shoal's file if there was
-/// none before it.
-fn restore(dir: &Path) -> Result<String> {
-    let (path, backup) = (dir.join(FILE), dir.join(BACKUP));
-    if backup.exists() {
-        fs::rename(&backup, &path).with_context(|| format!("restoring {}", path.display()))?;
-        return Ok(format!("restored {}", path.display()));
-    }
-    match read(&path)? {
-        Some(t) if is_ours(&t) => {
-            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            // Only if empty: the directory may hold certificates.
-            let _ = fs::remove_dir(dir);
-            Ok(format!(
-                "removed {} (there was none before)",
-                path.display()
-            ))
-        }
-        Some(_) => Ok(format!(
-            "left {} alone: shoal did not write it",
-            path.display()
-        )),
-        None => Ok("nothing to restore".into()),
-    }
-}
-
-/// Registries under `certs` that hold a file shoal wrote or backed up.
-fn configured(certs: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(certs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", certs.display())),
-    };
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", certs.display()))?;
-        let dir = entry.path();
-        let ours = read(&dir.join(FILE))
-            .ok()
-            .flatten()
-            .is_some_and(|t| is_ours(&t));
-        if ours || dir.join(BACKUP).exists() {
-            out.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_agent::containerd::certs::{BACKUP, FILE};
+    use shoal_oci::hosts::is_ours;
+    use std::fs;
+    use std::path::Path;
 
     fn args(certs: &Path, registries: &[&str], restore: bool) -> ContainerdArgs {
         ContainerdArgs {

@@ -82,6 +82,9 @@ fn table(s: &Status, now: u64) -> String {
                 .join(", ")
         }
     );
+    for p in &s.problems {
+        let _ = writeln!(out, "WARNING: {p}");
+    }
     let _ = writeln!(
         out,
         "\n{:<20} {:<16} {:<21} {:<24} {:<8} {:>12}",
