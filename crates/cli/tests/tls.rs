@@ -6,53 +6,6 @@
 mod common;
 
 use common::*;
-use std::fs;
-use std::path::Path;
-
-/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
-/// (`srv.pem`, `srv.key`).
-fn private_ca(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=shoal test CA"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "srv.key", "-out", "srv.csr"]);
-    openssl(dir, &csr);
-    fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "srv.pem",
-        ],
-    );
-}
 
 #[test]
 fn an_https_origin_signed_by_a_private_ca_needs_the_ca_file() {

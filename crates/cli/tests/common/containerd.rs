@@ -32,10 +32,42 @@ impl Containerd {
              [plugins]\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"{d}/opt\"\n"
         );
         fs::write(dir.join("config.toml"), cfg).unwrap();
+        Containerd::spawn(dir, &dir.join("config.toml"))
+    }
+
+    /// Starts a daemon under `dir` with its CRI plugin on, as on a
+    /// Kubernetes node: hosts files from `dir/etc/containerd/certs.d`
+    /// (`registry.config_path`, which its config at
+    /// `dir/etc/containerd/config.toml` sets), the native snapshotter,
+    /// `sandbox_image` as the pause image (imported beforehand: no public
+    /// registry is reachable), and `restrict_oom_score_adj`, which runc
+    /// needs in this sandbox. No CNI: host-network pods need none.
+    pub fn start_cri(dir: &Path, sandbox_image: &str) -> Containerd {
+        let etc = dir.join("etc/containerd");
+        fs::create_dir_all(etc.join("certs.d")).unwrap();
+        fs::create_dir_all(dir.join("cni")).unwrap();
+        let d = dir.display();
+        let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
+        let cfg = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n\
+             [{cri}]\n  sandbox_image = \"{sandbox_image}\"\n  restrict_oom_score_adj = true\n\
+             [{cri}.containerd]\n  snapshotter = \"native\"\n\
+             [{cri}.cni]\n  bin_dir = \"{d}/cni\"\n  conf_dir = \"{d}/cni\"\n\
+             [{cri}.registry]\n  config_path = \"{d}/etc/containerd/certs.d\"\n"
+        );
+        let config = etc.join("config.toml");
+        fs::write(&config, cfg).unwrap();
+        Containerd::spawn(dir, &config)
+    }
+
+    fn spawn(dir: &Path, config: &Path) -> Containerd {
         let log = fs::File::create(dir.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
-            .arg(dir.join("config.toml"))
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -54,6 +86,31 @@ impl Containerd {
             std::thread::sleep(Duration::from_millis(100));
         }
         c
+    }
+
+    /// The daemon's socket (for `ctr` and CRI clients).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    /// Imports an OCI archive into the `k8s.io` namespace, where the CRI
+    /// plugin finds images, unpacked for the native snapshotter.
+    pub fn import(&self, archive: &Path) {
+        let archive = archive.to_string_lossy();
+        let out = self.ctr(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+            &archive,
+        ]);
+        assert!(
+            out.status.success(),
+            "ctr images import {archive}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The hosts directory `ctr --hosts-dir` reads.
@@ -110,6 +167,22 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // Containers outlive their daemon and shim unless killed first.
+        for ns in ["k8s.io", "default"] {
+            let tasks = self.ctr(&["-n", ns, "tasks", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+                let _ = self.ctr(&["-n", ns, "tasks", "kill", "-a", "-s", "SIGKILL", id]);
+                let start = Instant::now();
+                while !self
+                    .ctr(&["-n", ns, "tasks", "delete", id])
+                    .status
+                    .success()
+                    && start.elapsed() < Duration::from_secs(5)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -159,6 +159,12 @@ impl Nginx {
         Nginx::start_on(LOOPBACK, " ssl", &server)
     }
 
+    /// nginx on loopback speaking HTTPS, with `server` directives that
+    /// name its certificate and key and anything else.
+    pub fn start_tls_server(server: &str) -> Nginx {
+        Nginx::start_on(LOOPBACK, " ssl", server)
+    }
+
     fn start_on(ip: IpAddr, listen: &str, server: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -440,6 +446,51 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     let mut cmd = Command::new("openssl");
     cmd.current_dir(dir).args(args);
     run_tool(cmd);
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
+/// (`srv.pem`, `srv.key`).
+pub fn private_ca(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=shoal test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "srv.key", "-out", "srv.csr"]);
+    openssl(dir, &csr);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "srv.pem",
+        ],
+    );
 }
 
 /// Fails if any process's command line mentions `mark` (a path only the

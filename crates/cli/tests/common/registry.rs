@@ -200,6 +200,19 @@ http:
             .collect()
     }
 
+    /// `(method, target, user agent)` of every request so far.
+    pub fn clients(&self) -> Vec<(String, String, String)> {
+        let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let mut quoted = l.split('"');
+                let mut req = quoted.nth(1)?.split(' ');
+                let agent = quoted.nth(3)?;
+                Some((req.next()?.into(), req.next()?.into(), agent.into()))
+            })
+            .collect()
+    }
+
     /// Body bytes served by GETs of blob `digest` (any repository).
     pub fn blob_bytes(&self, digest: &str) -> u64 {
         let suffix = format!("/blobs/{digest}");
@@ -236,6 +249,28 @@ fn sha256_file(p: &Path) -> String {
 /// `layer_sizes` (a file of that many random bytes, tarred and gzipped;
 /// random data does not compress, so the layer is about that size).
 pub fn build_image(dir: &Path, tag: &str, layer_sizes: &[usize], seed: u64) -> Image {
+    let work = tempfile::tempdir().unwrap();
+    let roots: Vec<PathBuf> = layer_sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let root = work.path().join(format!("l{i}"));
+            fs::create_dir_all(root.join(format!("data{i}"))).unwrap();
+            fs::write(
+                root.join(format!("data{i}/random.bin")),
+                random_bytes(size, seed + i as u64),
+            )
+            .unwrap();
+            root
+        })
+        .collect();
+    write_layout(dir, tag, &roots, serde_json::json!({"Cmd": ["/bin/sh"]}))
+}
+
+/// Writes an OCI layout at `dir` whose layers are the directory trees
+/// `roots` (tarred reproducibly and gzipped) and whose image config is
+/// `config` (Entrypoint, Cmd, ...).
+pub fn write_layout(dir: &Path, tag: &str, roots: &[PathBuf], config: serde_json::Value) -> Image {
     let blobs_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs_dir).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -247,14 +282,7 @@ pub fn build_image(dir: &Path, tag: &str, layer_sizes: &[usize], seed: u64) -> I
     };
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
-    for (i, &size) in layer_sizes.iter().enumerate() {
-        let root = work.path().join(format!("l{i}"));
-        fs::create_dir_all(root.join(format!("data{i}"))).unwrap();
-        fs::write(
-            root.join(format!("data{i}/random.bin")),
-            random_bytes(size, seed + i as u64),
-        )
-        .unwrap();
+    for (i, root) in roots.iter().enumerate() {
         let tar = work.path().join(format!("l{i}.tar"));
         let ok = Command::new("tar")
             .args([
@@ -265,7 +293,7 @@ pub fn build_image(dir: &Path, tag: &str, layer_sizes: &[usize], seed: u64) -> I
                 "--mtime=@0",
                 "-C",
             ])
-            .arg(&root)
+            .arg(root)
             .arg("-cf")
             .arg(&tar)
             .arg(".")
@@ -285,7 +313,7 @@ pub fn build_image(dir: &Path, tag: &str, layer_sizes: &[usize], seed: u64) -> I
     }
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"]},
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let config_path = work.path().join("config.json");
