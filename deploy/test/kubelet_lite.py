@@ -13,8 +13,11 @@ args, mounts, security context and resources, and polls the readiness
 probe. `pull` is kubelet's PullImage. Each command prints one JSON line.
 
 Not kubelet: no API server, no admission, no scheduling, no restarts on
-failure, no probes after readiness, no image GC. It refuses a pod spec
-using anything it does not handle, rather than ignoring it.
+failure, no probes after readiness, no image GC, no cluster DNS (the pod
+gets the host's resolv.conf). Fields that only the API server or the
+scheduler act on (tolerations, priority, affinity, the service account's
+name) are accepted and have no effect here, as on a real kubelet; any
+other field it does not handle is refused, rather than ignored.
 """
 
 import argparse
@@ -117,6 +120,22 @@ def materialise(volume, objects, namespace, state):
 
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+# Pod spec fields: those used here, and those kubelet itself does not act
+# on (scheduling, admission, the API server).
+POD_KEYS = {"containers", "volumes", "hostNetwork", "dnsPolicy", "automountServiceAccountToken",
+            "terminationGracePeriodSeconds", "serviceAccountName", "priorityClassName", "tolerations",
+            "nodeSelector", "affinity", "imagePullSecrets"}
+CONTAINER_KEYS = {"name", "image", "imagePullPolicy", "command", "args", "env", "ports", "startupProbe",
+                  "readinessProbe", "livenessProbe", "resources", "securityContext", "volumeMounts"}
+SECURITY_KEYS = {"runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
+                 "allowPrivilegeEscalation", "capabilities", "seccompProfile", "privileged"}
+
+
+def refuse_unknown(what, obj, known):
+    unknown = set(obj) - known
+    if unknown:
+        sys.exit(f"kubelet-lite does not handle {what} fields {sorted(unknown)}")
+
 
 def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
     spec = ds["spec"]["template"]["spec"]
@@ -128,6 +147,9 @@ def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
     if len(spec["containers"]) != 1:
         sys.exit("kubelet-lite runs pods of one container")
     c = spec["containers"][0]
+    refuse_unknown("pod spec", spec, POD_KEYS)
+    refuse_unknown("container", c, CONTAINER_KEYS)
+    refuse_unknown("securityContext", c.get("securityContext", {}), SECURITY_KEYS)
     namespace = meta.get("namespace", "default")
     ns_opts = cri.NamespaceOption(network=cri.NODE, pid=cri.CONTAINER, ipc=cri.POD)
     sandbox = cri.PodSandboxConfig(
@@ -144,16 +166,24 @@ def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
     # kubelet mounts nested paths after their parents.
     mounts.sort(key=lambda m: m.container_path.count("/"))
     env = resolve_env(c, node, host_ip)
-    if spec.get("automountServiceAccountToken", True):
-        # What kubelet gives every pod that mounts its service account: the
-        # token, CA and namespace, and the API server's in-cluster address.
-        if not (api_server and service_account):
-            sys.exit("the pod mounts its service account: give --api-server and --service-account")
+    if api_server:
+        # kubelet tells every pod where the API server is...
         host, _, port = api_server.rpartition(":")
         env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, **env}
+    if spec.get("automountServiceAccountToken", True):
+        # ...and mounts the service account's token, CA and namespace.
+        if not (api_server and service_account):
+            sys.exit("the pod mounts its service account: give --api-server and --service-account")
         mounts.append(cri.Mount(container_path=SA_PATH, host_path=service_account, readonly=True))
     sc = c.get("securityContext", {})
     run_as = sc.get("runAsUser")
+    if sc.get("privileged"):
+        sys.exit("kubelet-lite does not run privileged containers")
+    if sc.get("runAsNonRoot") and run_as in (None, 0):
+        sys.exit("runAsNonRoot with user 0 (or the image's user): kubelet would refuse to start it")
+    seccomp = sc.get("seccompProfile", {}).get("type")
+    if seccomp not in (None, "RuntimeDefault", "Unconfined"):
+        sys.exit(f"seccompProfile {seccomp} is not handled")
     security = cri.LinuxContainerSecurityContext(
         namespace_options=ns_opts,
         readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")),
@@ -161,6 +191,9 @@ def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
         capabilities=cri.Capability(drop_capabilities=sc.get("capabilities", {}).get("drop", []),
                                     add_capabilities=sc.get("capabilities", {}).get("add", [])),
     )
+    if seccomp:
+        kind = cri.SecurityProfile.RuntimeDefault if seccomp == "RuntimeDefault" else cri.SecurityProfile.Unconfined
+        security.seccomp.CopyFrom(cri.SecurityProfile(profile_type=kind))
     if run_as is not None:
         security.run_as_user.value = int(run_as)
     if sc.get("runAsGroup") is not None:
@@ -181,7 +214,7 @@ def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
         linux=cri.LinuxContainerConfig(resources=resources, security_context=security),
     )
     probe = c.get("readinessProbe", {}).get("httpGet")
-    return sandbox, container, probe, spec.get("terminationGracePeriodSeconds", 30)
+    return sandbox, container, probe, spec.get("terminationGracePeriodSeconds", 30), c.get("imagePullPolicy")
 
 
 def wait_ready(probe, host_ip, limit, exited, start):
@@ -250,8 +283,13 @@ def main():
 
     if args.cmd in ("run", "restart"):
         objects = load(args.manifests)
-        sandbox, container, probe, grace = pod_configs(daemonset(objects), objects, args.node, args.host_ip,
+        sandbox, container, probe, grace, pull_policy = pod_configs(daemonset(objects), objects, args.node, args.host_ip,
                                                        args.state, args.api_server, args.service_account)
+        present = images.ImageStatus(cri.ImageStatusRequest(image=container.image)).image.id
+        if not present:
+            if pull_policy == "Never":
+                sys.exit(f"image {container.image.image} is not on the node and imagePullPolicy is Never")
+            images.PullImage(cri.PullImageRequest(image=container.image, sandbox_config=sandbox))
         if args.cmd == "run":
             sandbox_id = runtime.RunPodSandbox(cri.RunPodSandboxRequest(config=sandbox)).pod_sandbox_id
         else:

@@ -80,6 +80,10 @@ pub struct AgentConfig {
     pub listen: SocketAddr,
     /// The address peers reach this node at (default: `listen`).
     pub advertise: Option<SocketAddr>,
+    /// The IP peers reach this node at, with `listen`'s port: what a pod
+    /// learns from the downward API (`status.hostIP`, IPv4 or IPv6).
+    /// `advertise` wins when both are set.
+    pub advertise_ip: Option<std::net::IpAddr>,
     /// The local API for `shoal get` (default `127.0.0.1:7421`); keep it on
     /// loopback: it needs no token.
     pub api_listen: SocketAddr,
@@ -147,6 +151,7 @@ impl Default for AgentConfig {
             name: default_name(),
             listen: SocketAddr::from(([0, 0, 0, 0], 7420)),
             advertise: None,
+            advertise_ip: None,
             api_listen: SocketAddr::from(([127, 0, 0, 1], 7421)),
             data_dir: PathBuf::from("/var/lib/shoal"),
             store_budget: "10%".into(),
@@ -222,7 +227,12 @@ pub struct Resolved {
 impl AgentConfig {
     /// Where this node's peer protocol is reached.
     pub fn data_addr(&self) -> SocketAddr {
-        self.advertise.unwrap_or(self.listen)
+        self.advertise
+            .or_else(|| {
+                self.advertise_ip
+                    .map(|ip| SocketAddr::new(ip, self.listen.port()))
+            })
+            .unwrap_or(self.listen)
     }
 
     /// Where gossip binds, and where peers send it.
@@ -331,6 +341,17 @@ mod tests {
         assert_eq!(r.budget, Budget::Bytes(2 << 30));
         assert_eq!(r.stripe_size, 64 << 20);
         assert!(toml::from_str::<AgentConfig>("nmae = \"x\"").is_err());
+    }
+
+    #[test]
+    fn an_advertised_ip_takes_the_listen_port() {
+        let mut c = AgentConfig {
+            advertise_ip: Some("fd00::7".parse().unwrap()),
+            ..AgentConfig::default()
+        };
+        assert_eq!(c.data_addr().to_string(), "[fd00::7]:7420");
+        c.advertise = Some("10.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.data_addr().to_string(), "10.0.0.1:9000");
     }
 
     #[test]

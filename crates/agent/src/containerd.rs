@@ -113,7 +113,7 @@ pub fn setup(cfg: &ContainerdConfig, mirror: &MirrorConfig) -> ContainerdState {
     let written = hosts_files(cfg, mirror).and_then(|files| {
         files
             .iter()
-            .map(|f| Ok(certs::install(&dir.join(&f.registry), &f.render())?))
+            .map(|f| Ok(certs::install(&dir.join(&f.registry), f)?))
             .collect::<Result<Vec<String>, SetupError>>()
     });
     match written {

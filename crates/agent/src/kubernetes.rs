@@ -72,6 +72,9 @@ pub enum KubeError {
         "no API server: set kubernetes.api_server or run in a pod (KUBERNETES_SERVICE_HOST is unset)"
     )]
     NoApiServer,
+    /// An API server URL that is not https: the token would go in clear.
+    #[error("kubernetes.api_server {0:?} is not an https:// URL")]
+    Insecure(String),
     /// A file of the service account could not be read.
     #[error("reading {path}: {message}")]
     File {
@@ -156,8 +159,8 @@ pub fn topology_of(node_labels: &BTreeMap<String, String>, keys: &[String]) -> T
     Topology { labels, missing }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, KubeError> {
-    std::fs::read(path).map_err(|e| KubeError::File {
+async fn read_file(path: &Path) -> Result<Vec<u8>, KubeError> {
+    tokio::fs::read(path).await.map_err(|e| KubeError::File {
         path: path.to_owned(),
         message: e.to_string(),
     })
@@ -165,6 +168,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, KubeError> {
 
 fn api_server(cfg: &KubernetesConfig) -> Result<String, KubeError> {
     if let Some(u) = &cfg.api_server {
+        // The service account token must never cross the network in clear.
+        if !u.starts_with("https://") {
+            return Err(KubeError::Insecure(u.clone()));
+        }
         return Ok(u.trim_end_matches('/').to_owned());
     }
     let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| KubeError::NoApiServer)?;
@@ -200,7 +207,7 @@ async fn get_once(
     cfg: &KubernetesConfig,
     name: &str,
 ) -> Result<Topology, KubeError> {
-    let token = String::from_utf8_lossy(&read_file(&cfg.token_file)?)
+    let token = String::from_utf8_lossy(&read_file(&cfg.token_file).await?)
         .trim()
         .to_owned();
     let transport = |e: reqwest::Error| KubeError::Transport {
@@ -226,11 +233,16 @@ async fn get_once(
         body.extend_from_slice(&chunk);
     }
     if status != 200 {
-        let text = String::from_utf8_lossy(&body);
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| text.chars().take(200).collect());
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        // It ends up in logs and /readyz: one short line.
+        let message = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(300)
+            .collect();
         return Err(KubeError::Status {
             url: url.to_owned(),
             status,
@@ -255,7 +267,7 @@ async fn get_once(
 pub async fn node_topology(cfg: &KubernetesConfig, name: &str) -> Result<Topology, KubeError> {
     let base = api_server(cfg)?;
     let url = format!("{base}/api/v1/nodes/{}", segment(name));
-    let pem = read_file(&cfg.ca_file)?;
+    let pem = read_file(&cfg.ca_file).await?;
     let bad_ca = |message: String| KubeError::File {
         path: cfg.ca_file.clone(),
         message,
@@ -326,6 +338,15 @@ mod tests {
         let t = topology_of(&labels(&[("z", "")]), &keys);
         assert!(t.labels.is_empty());
         assert_eq!(t.missing.len(), 4, "an empty value counts as missing");
+    }
+
+    #[test]
+    fn the_token_goes_only_over_https() {
+        let cfg = KubernetesConfig {
+            api_server: Some("http://10.0.0.1:6443".into()),
+            ..KubernetesConfig::default()
+        };
+        assert!(matches!(api_server(&cfg), Err(KubeError::Insecure(_))));
     }
 
     #[test]

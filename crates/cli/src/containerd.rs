@@ -45,6 +45,12 @@ pub fn run(args: ContainerdArgs) -> Result<()> {
         .map(|r| RegistryConfig::parse(r).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
     if args.restore {
+        if !args.certs_dir.is_dir() {
+            bail!(
+                "{} is not a directory: name the node's hosts directory (from a node debug pod it is under /host)",
+                args.certs_dir.display()
+            );
+        }
         let hosts = if registries.is_empty() {
             configured(&args.certs_dir)?
         } else {
@@ -71,7 +77,7 @@ pub fn run(args: ContainerdArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     for f in files {
         let dir = args.certs_dir.join(&f.registry);
-        println!("{}: {}", f.registry, install(&dir, &f.render())?);
+        println!("{}: {}", f.registry, install(&dir, &f)?);
     }
     Ok(())
 }
@@ -105,7 +111,11 @@ mod tests {
         run(args(certs.path(), &["docker.io", "ghcr.io"], false)).unwrap();
         let written = fs::read_to_string(hub.join(FILE)).unwrap();
         assert!(is_ours(&written));
-        assert!(written.contains("server = \"https://registry-1.docker.io\""));
+        assert!(
+            written.contains("server = \"https://mine\""),
+            "the file that was there stays behind the mirror: {written}"
+        );
+        assert!(written.contains("[host.\"http://127.0.0.1:7440\"]"));
         assert_eq!(
             fs::read_to_string(hub.join(BACKUP)).unwrap(),
             "server = \"https://mine\"\n"
@@ -139,16 +149,19 @@ mod tests {
         let certs = tempfile::tempdir().unwrap();
         let dir = certs.path().join("quay.io");
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join(FILE), "first").unwrap();
+        fs::write(dir.join(FILE), "server = \"https://first\"\n").unwrap();
         run(args(certs.path(), &["quay.io"], false)).unwrap();
-        fs::write(dir.join(FILE), "edited by hand").unwrap();
+        fs::write(dir.join(FILE), "server = \"https://edited\"\n").unwrap();
         let e = run(args(certs.path(), &["quay.io"], false)).unwrap_err();
         assert!(e.to_string().contains("move one of them away"), "{e}");
         assert_eq!(
             fs::read_to_string(dir.join(FILE)).unwrap(),
-            "edited by hand"
+            "server = \"https://edited\"\n"
         );
-        assert_eq!(fs::read_to_string(dir.join(BACKUP)).unwrap(), "first");
+        assert_eq!(
+            fs::read_to_string(dir.join(BACKUP)).unwrap(),
+            "server = \"https://first\"\n"
+        );
     }
 
     #[test]
@@ -157,5 +170,24 @@ mod tests {
         assert!(run(args(certs.path(), &["docker.io", "../etc"], false)).is_err());
         assert!(run(args(certs.path(), &[], false)).is_err());
         assert_eq!(fs::read_dir(certs.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn restoring_a_directory_that_is_not_there_is_an_error() {
+        let e = run(args(Path::new("/nonexistent/certs.d"), &[], true)).unwrap_err();
+        assert!(e.to_string().contains("/host"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_merged_is_left_alone() {
+        let certs = tempfile::tempdir().unwrap();
+        let dir = certs.path().join("docker.io");
+        fs::create_dir_all(&dir).unwrap();
+        // Not valid TOML: there is no place to put the mirror in it.
+        let theirs = "server = \"https://x\"\n[host.\"https://a\"\n";
+        fs::write(dir.join(FILE), theirs).unwrap();
+        assert!(run(args(certs.path(), &["docker.io"], false)).is_err());
+        assert_eq!(fs::read_to_string(dir.join(FILE)).unwrap(), theirs);
+        assert!(!dir.join(BACKUP).exists());
     }
 }

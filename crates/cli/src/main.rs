@@ -63,6 +63,10 @@ struct AgentArgs {
     /// Address peers reach this node at (default: --listen).
     #[arg(long, env = "SHOAL_ADVERTISE")]
     advertise: Option<SocketAddr>,
+    /// IP peers reach this node at, with --listen's port (for a pod: its
+    /// node's IP from the downward API).
+    #[arg(long, env = "SHOAL_ADVERTISE_IP")]
+    advertise_ip: Option<std::net::IpAddr>,
     /// Local API address for `shoal get` (default 127.0.0.1:7421).
     #[arg(long, env = "SHOAL_API_LISTEN")]
     api_listen: Option<SocketAddr>,
@@ -186,6 +190,9 @@ impl AgentArgs {
         }
         if self.advertise.is_some() {
             c.advertise = self.advertise;
+        }
+        if self.advertise_ip.is_some() {
+            c.advertise_ip = self.advertise_ip;
         }
         if self.token.is_some() {
             c.token = self.token;

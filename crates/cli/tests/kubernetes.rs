@@ -34,8 +34,9 @@ const SA_TOKEN: &str = "service-account-token-of-shoal";
 
 /// A stand-in for the API server's Node endpoint: nginx over TLS (a
 /// private CA) serving `/api/v1/nodes/NAME` files to requests bearing
-/// [`SA_TOKEN`], 401 to others, and 403 for Node `forbidden`, as a real
-/// API server answers when RBAC does not allow the read.
+/// [`SA_TOKEN`], 401 to others, 403 for Node `forbidden`, as a real API
+/// server answers when RBAC does not allow the read, and 503 for Node
+/// `late` until its file exists (an API server that is not up yet).
 struct ApiServer {
     nginx: Nginx,
     /// A service account directory as kubelet mounts it: token, ca.crt,
@@ -57,6 +58,9 @@ impl ApiServer {
         default_type application/json;
         location = /api/v1/nodes/forbidden {{
             return 403 '{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"nodes \"forbidden\" is forbidden: User \"system:serviceaccount:shoal:shoal\" cannot get resource \"nodes\" in API group \"\" at the cluster scope","reason":"Forbidden","code":403}}';
+        }}
+        location = /api/v1/nodes/late {{
+            try_files $uri =503;
         }}
         location /api/v1/nodes/ {{
             if ($http_authorization != "Bearer {SA_TOKEN}") {{
@@ -167,13 +171,20 @@ fn readyz(a: &Agent) -> (u16, String) {
     http_get(a.api_addr(), "/readyz").expect("readyz")
 }
 
+/// Whether nginx and openssl are here (scripts/test installs them); a
+/// test without them skips, or fails under `SHOAL_REQUIRE_PRIVILEGED`.
+fn have_nginx_and_openssl() -> bool {
+    let found = command_exists("nginx") && command_exists("openssl");
+    assert!(
+        found || std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
+        "nginx and openssl are needed"
+    );
+    found
+}
+
 #[test]
 fn topology_labels_come_from_the_node_object() {
-    if !command_exists("nginx") || !command_exists("openssl") {
-        assert!(
-            std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
-            "nginx and openssl are needed"
-        );
+    if !have_nginx_and_openssl() {
         return;
     }
     let api = ApiServer::start();
@@ -241,8 +252,32 @@ fn topology_labels_come_from_the_node_object() {
 }
 
 #[test]
+fn an_api_server_that_is_not_ready_yet_is_asked_again() {
+    if !have_nginx_and_openssl() {
+        return;
+    }
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let writer = {
+        let path = api.nginx.dir.path().join("www/api/v1/nodes/late");
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(700));
+            let node = serde_json::json!({"kind": "Node", "metadata": {"name": "late",
+                "labels": {"topology.kubernetes.io/region": "r", "topology.kubernetes.io/zone": "z"}}});
+            fs::write(path, node.to_string()).unwrap();
+        })
+    };
+    let a = agent_asking(&api, &dir, "late", &[]);
+    writer.join().unwrap();
+    assert_eq!(own_labels(&a), ["r", "z"]);
+    let statuses = api.requests("late");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+}
+
+#[test]
 fn a_wrong_service_account_token_or_ca_is_refused() {
-    if !command_exists("nginx") || !command_exists("openssl") {
+    if !have_nginx_and_openssl() {
         return;
     }
     let api = ApiServer::start();
@@ -743,9 +778,22 @@ fn every_chart_setting_renders_a_config_the_agent_accepts() {
 /// An agent managing `certs` for one registry, checking containerd's
 /// config `config`.
 fn agent_with_containerd(dir: &tempfile::TempDir, name: &str, config: &str) -> (Agent, PathBuf) {
+    agent_over(dir, name, config, None)
+}
+
+/// The same, with `existing` as the registry's `hosts.toml` beforehand.
+fn agent_over(
+    dir: &tempfile::TempDir,
+    name: &str,
+    config: &str,
+    existing: Option<&str>,
+) -> (Agent, PathBuf) {
     let certs = dir.path().join(name).join("certs.d");
     let config_file = dir.path().join(name).join("config.toml");
-    fs::create_dir_all(certs.parent().unwrap()).unwrap();
+    fs::create_dir_all(certs.join("registry.example:5000")).unwrap();
+    if let Some(text) = existing {
+        fs::write(certs.join("registry.example:5000/hosts.toml"), text).unwrap();
+    }
     fs::write(
         &config_file,
         config.replace("@CERTS@", &certs.display().to_string()),
@@ -833,4 +881,33 @@ fn an_agent_says_when_containerd_does_not_read_its_hosts_files() {
     // containerd 2.x reads /etc/containerd/certs.d by default, not this one.
     let (d, _) = agent_with_containerd(&dir, "v3", "version = 3\n");
     assert_eq!(d.metric("shoal_containerd_configured"), 0.0);
+
+    // An operator's own file stays, behind the mirror, and is backed up.
+    let theirs = "server = \"https://registry.example:5000\"\nca = \"/etc/certs/corp.pem\"\n\n[host.\"https://cache.corp\"]\n  capabilities = [\"pull\"]\n";
+    let (e, certs) = agent_over(
+        &dir,
+        "kept",
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"@CERTS@\"\n",
+        Some(theirs),
+    );
+    let reg = certs.join("registry.example:5000");
+    let now = fs::read_to_string(reg.join("hosts.toml")).unwrap();
+    let mirror = format!("[host.\"http://{}\"]", e.mirror_addr());
+    let (m, c) = (
+        now.find(&mirror).unwrap(),
+        now.find("[host.\"https://cache.corp\"]").unwrap(),
+    );
+    assert!(
+        m < c && now.contains("ca = \"/etc/certs/corp.pem\""),
+        "{now}"
+    );
+    assert!(
+        now.contains("server = \"https://registry.example:5000\""),
+        "{now}"
+    );
+    assert_eq!(
+        fs::read_to_string(reg.join("hosts.toml.shoal-backup")).unwrap(),
+        theirs
+    );
+    assert_eq!(e.metric("shoal_containerd_configured"), 1.0);
 }

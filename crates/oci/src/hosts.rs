@@ -117,6 +117,55 @@ impl HostsFile {
     }
 }
 
+impl HostsFile {
+    /// The file's text when `theirs` was there before: the mirror goes in
+    /// front of it and everything it says stays (its `server`, CA and
+    /// client certificates, its own hosts, tried after the mirror). With
+    /// no file before, [`HostsFile::render`].
+    pub fn render_over(&self, theirs: Option<&str>) -> String {
+        let Some(theirs) = theirs.filter(|t| !t.trim().is_empty()) else {
+            return self.render();
+        };
+        // Top-level keys come before the first table header in TOML.
+        let lines: Vec<&str> = theirs.lines().collect();
+        let first_table = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .unwrap_or(lines.len());
+        let (top, tables) = lines.split_at(first_table);
+        let has_server = top.iter().any(|l| {
+            l.trim_start()
+                .strip_prefix("server")
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        });
+        let ours = format!("[host.\"{}\"]", self.mirror);
+        let mut out = format!(
+            "{MARKER} for {}, in front of the file that was here\n\
+             # (kept as hosts.toml.shoal-backup). The mirror is tried first, then\n\
+             # the file's own hosts, then `server`.\n",
+            self.registry
+        );
+        if !has_server {
+            out.push_str(&format!("server = \"{}\"\n", self.server));
+        }
+        for l in top {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if !tables.iter().any(|l| l.trim() == ours) {
+            out.push_str(&format!(
+                "\n{ours}\n  capabilities = [\"pull\", \"resolve\"]\n  dial_timeout = \"{}ms\"\n\n",
+                self.dial_timeout.as_millis()
+            ));
+        }
+        for l in tables {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+}
+
 /// Whether `text` is a file shoal wrote.
 pub fn is_ours(text: &str) -> bool {
     text.starts_with(MARKER)
@@ -144,6 +193,34 @@ mod tests {
         assert!(server < host, "server is a top-level key: before any table");
         assert!(text.contains("capabilities = [\"pull\", \"resolve\"]"));
         assert!(text.contains("dial_timeout = \"500ms\""));
+    }
+
+    #[test]
+    fn an_operators_file_stays_behind_the_mirror() {
+        let f = HostsFile::new(
+            "registry.corp:5000",
+            None,
+            "http://127.0.0.1:7440",
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let theirs = "server = \"https://registry.corp:5000\"\nca = \"/etc/certs/corp.pem\"\n\n[host.\"https://cache.corp\"]\n  capabilities = [\"pull\"]\n";
+        let text = f.render_over(Some(theirs));
+        assert!(is_ours(&text));
+        assert_eq!(
+            text.matches("server =").count(),
+            1,
+            "theirs is kept: {text}"
+        );
+        assert!(text.contains("ca = \"/etc/certs/corp.pem\""));
+        let mirror = text.find("[host.\"http://127.0.0.1:7440\"]").unwrap();
+        let cache = text.find("[host.\"https://cache.corp\"]").unwrap();
+        let ca = text.find("ca = ").unwrap();
+        assert!(ca < mirror && mirror < cache, "{text}");
+        // A file with no server of its own gets the registry's.
+        let text = f.render_over(Some("[host.\"https://cache.corp\"]\n"));
+        assert!(text.contains("server = \"https://registry.corp:5000\""));
+        assert_eq!(f.render_over(None), f.render());
     }
 
     #[test]

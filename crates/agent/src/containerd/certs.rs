@@ -4,7 +4,7 @@
 //! beside its final name and renamed over it, so containerd never reads
 //! half a file.
 
-use shoal_oci::hosts::is_ours;
+use shoal_oci::hosts::{HostsFile, is_ours};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,15 @@ pub enum CertsError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The file that was there cannot be kept behind the mirror (shoal's
+    /// lines and its own would not make valid TOML); nothing was written.
+    #[error("cannot put the mirror in front of {path}: {message}; nothing was changed")]
+    Merge {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (without quoting the file).
+        message: String,
     },
     /// The file was edited after shoal backed up the previous one: writing
     /// again would lose that edit.
@@ -57,23 +66,43 @@ fn replace(path: &Path, text: &str) -> Result<(), CertsError> {
     fs::rename(&tmp, path).map_err(io("replacing", path))
 }
 
-/// Installs `text` as `dir/hosts.toml`, backing up a file shoal did not
-/// write. Says what it did.
-pub fn install(dir: &Path, text: &str) -> Result<String, CertsError> {
+/// Installs `file` as `dir/hosts.toml`. A file shoal did not write is
+/// backed up and kept behind the mirror (its server, certificates and
+/// hosts still apply). Says what it did.
+pub fn install(dir: &Path, file: &HostsFile) -> Result<String, CertsError> {
     fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let (path, backup) = (dir.join(FILE), dir.join(BACKUP));
-    let kept = match read(&path)? {
-        Some(old) if !is_ours(&old) => {
+    let current = read(&path)?;
+    let theirs = match &current {
+        Some(old) if !is_ours(old) => {
             if backup.exists() {
                 return Err(CertsError::Edited { path, backup });
             }
-            fs::write(&backup, old).map_err(io("writing", &backup))?;
-            format!(" (the previous file is kept as {})", backup.display())
+            Some(old.clone())
         }
-        Some(old) if old == text => return Ok(format!("{} is up to date", path.display())),
+        _ => read(&backup)?,
+    };
+    let text = file.render_over(theirs.as_deref());
+    if let Err(e) = toml::from_str::<toml::Value>(&text) {
+        return Err(CertsError::Merge {
+            path,
+            message: e.message().to_owned(),
+        });
+    }
+    if current.as_deref() == Some(text.as_str()) {
+        return Ok(format!("{} is up to date", path.display()));
+    }
+    let kept = match current {
+        Some(old) if !is_ours(&old) => {
+            fs::write(&backup, old).map_err(io("writing", &backup))?;
+            format!(
+                " (the previous file is kept as {} and behind the mirror)",
+                backup.display()
+            )
+        }
         _ => String::new(),
     };
-    replace(&path, text)?;
+    replace(&path, &text)?;
     Ok(format!("wrote {}{kept}", path.display()))
 }
 
