@@ -137,7 +137,21 @@ def refuse_unknown(what, obj, known):
         sys.exit(f"kubelet-lite does not handle {what} fields {sorted(unknown)}")
 
 
-def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
+def dns_config(spec, namespace, cluster_dns):
+    """What kubelet gives a host-network pod for its dnsPolicy."""
+    policy = spec.get("dnsPolicy", "ClusterFirst")
+    if policy == "ClusterFirstWithHostNet":
+        if not cluster_dns:
+            sys.exit("dnsPolicy ClusterFirstWithHostNet: give --cluster-dns")
+        return cri.DNSConfig(servers=[cluster_dns],
+                             searches=[f"{namespace}.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+                             options=["ndots:5"])
+    if policy in ("ClusterFirst", "Default"):
+        return None  # a host-network pod keeps the node's resolv.conf
+    sys.exit(f"dnsPolicy {policy} is not handled")
+
+
+def pod_configs(ds, objects, node, host_ip, state, api_server, service_account, cluster_dns):
     spec = ds["spec"]["template"]["spec"]
     meta = ds["metadata"]
     if not spec.get("hostNetwork"):
@@ -147,15 +161,16 @@ def pod_configs(ds, objects, node, host_ip, state, api_server, service_account):
     if len(spec["containers"]) != 1:
         sys.exit("kubelet-lite runs pods of one container")
     c = spec["containers"][0]
+    namespace = meta.get("namespace", "default")
     refuse_unknown("pod spec", spec, POD_KEYS)
     refuse_unknown("container", c, CONTAINER_KEYS)
     refuse_unknown("securityContext", c.get("securityContext", {}), SECURITY_KEYS)
-    namespace = meta.get("namespace", "default")
     ns_opts = cri.NamespaceOption(network=cri.NODE, pid=cri.CONTAINER, ipc=cri.POD)
     sandbox = cri.PodSandboxConfig(
         metadata=cri.PodSandboxMetadata(name=f"{meta['name']}-{node}", uid=f"uid-{meta['name']}-{node}",
                                         namespace=namespace, attempt=0),
         log_directory=os.path.join(state, "logs"),
+        dns_config=dns_config(spec, namespace, cluster_dns),
         labels={**ds["spec"]["template"]["metadata"].get("labels", {})},
         linux=cri.LinuxPodSandboxConfig(security_context=cri.LinuxSandboxSecurityContext(namespace_options=ns_opts)),
     )
@@ -270,6 +285,7 @@ def main():
     for cmd in (run, restart):
         cmd.add_argument("--api-server", help="HOST:PORT of the API server the pod is told about")
         cmd.add_argument("--service-account", help="a directory with token, ca.crt and namespace")
+        cmd.add_argument("--cluster-dns", help="the cluster DNS server's IP, for dnsPolicy ClusterFirst*")
     restart.add_argument("--host-ip", default="127.0.0.1")
     restart.add_argument("--ready-within", type=float, default=60)
     stop = sub.add_parser("stop", help="stop and remove the pod")
@@ -284,7 +300,8 @@ def main():
     if args.cmd in ("run", "restart"):
         objects = load(args.manifests)
         sandbox, container, probe, grace, pull_policy = pod_configs(daemonset(objects), objects, args.node, args.host_ip,
-                                                       args.state, args.api_server, args.service_account)
+                                                       args.state, args.api_server, args.service_account,
+                                                                    args.cluster_dns)
         present = images.ImageStatus(cri.ImageStatusRequest(image=container.image)).image.id
         if not present:
             if pull_policy == "Never":

@@ -16,8 +16,9 @@
 //!   server, RBAC, the scheduler, kubelet itself (its probes, restarts,
 //!   volume plugins), CNI.
 //!
-//! `scripts/test` installs helm and a Python with the CRI client and sets
-//! `SHOAL_HELM` and `SHOAL_KUBE_PYTHON`.
+//! `scripts/test` installs helm and a Python with the CRI client, builds
+//! the shipped image, and sets `SHOAL_HELM`, `SHOAL_KUBE_PYTHON` and
+//! `SHOAL_IMAGE`; run alone, the test packs its own debug binary instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -378,6 +379,71 @@ fn oci_archive(layout: &Path, out: &Path, name: &str) -> PathBuf {
     out.to_owned()
 }
 
+/// A stand-in for the cluster's DNS service: answers every A query with
+/// 127.0.0.1 and every other query with no records, on port 53 of its own
+/// loopback address, which kubelet-lite gives pods as their name server.
+struct ClusterDns {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ClusterDns {
+    const IP: &'static str = "127.0.53.10";
+
+    fn start() -> ClusterDns {
+        let socket = std::net::UdpSocket::bind((Self::IP, 53)).expect("port 53 on 127.0.53.10");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(answer) = dns_answer(&buf[..n]) {
+                    let _ = socket.send_to(&answer, from);
+                }
+            }
+        });
+        ClusterDns {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ClusterDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answer to one DNS query: 127.0.0.1 for type A, nothing otherwise.
+fn dns_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += usize::from(query[end]) + 1;
+    }
+    let question = query.get(12..end + 5)?;
+    let qtype = u16::from_be_bytes([query[end + 1], query[end + 2]]);
+    let a = qtype == 1;
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&query[..2]);
+    out.extend_from_slice(&[0x81, 0x80, 0, 1, 0, u8::from(a), 0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    if a {
+        // A pointer to the name, type A, class IN, TTL 30, 4 bytes.
+        out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 127, 0, 0, 1]);
+    }
+    Some(out)
+}
+
 /// One node: a containerd with CRI, and the shoal pod kubelet-lite runs.
 struct Node {
     name: String,
@@ -428,6 +494,7 @@ impl Node {
         ]);
         let api_server = api.host_port();
         args.extend(["--api-server", &api_server]);
+        args.extend(["--cluster-dns", ClusterDns::IP]);
         kubelet(t, &self.containerd.socket(), &args)
     }
 }
@@ -493,18 +560,34 @@ fn kubelet_pulls_go_through_the_daemonset_on_three_containerd_nodes() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
 
-    // The images: shoal's, from the repository's one command (packing the
-    // binary this test run built), and the pause image.
-    let shoal_image = w.join("shoal.oci.tar");
-    let mut build = Command::new(repo().join("scripts/build-image"));
-    build
-        .arg("--binary")
-        .arg(env!("CARGO_BIN_EXE_shoal"))
-        .arg("--out")
-        .arg(&shoal_image)
-        .args(["--name", "localhost/shoal:test"]);
-    run_tool(build);
+    // The images: shoal's as shipped (scripts/test builds it with the
+    // repository's one command, static, as `localhost/shoal:test`), or
+    // else that command packing the binary this test run built; and the
+    // pause image.
+    let shoal_image = match std::env::var_os("SHOAL_IMAGE") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            assert!(
+                std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
+                "scripts/test sets SHOAL_IMAGE to the image it built"
+            );
+            let out = w.join("shoal.oci.tar");
+            let mut build = Command::new(repo().join("scripts/build-image"));
+            build
+                .arg("--binary")
+                .arg(env!("CARGO_BIN_EXE_shoal"))
+                .arg("--out")
+                .arg(&out)
+                .args(["--name", "localhost/shoal:test"]);
+            run_tool(build);
+            out
+        }
+    };
     let pause = pause_image(w);
+    // The cluster's DNS: every name is 127.0.0.1. The agents find each
+    // other through seeds given by name, so they join only if the image
+    // resolves names in its pod.
+    let _dns = ClusterDns::start();
 
     // The registry with a test image of two layers, each several stripes.
     let registry = Registry::start();
@@ -543,7 +626,7 @@ fn kubelet_pulls_go_through_the_daemonset_on_three_containerd_nodes() {
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(_, q)| format!("127.0.0.1:{}", q.0))
+            .map(|(j, q)| format!("node-{j}.seeds.test:{}", q.0))
             .collect();
         let values = serde_json::json!({
             "image": {"repository": "localhost/shoal", "tag": "test", "pullPolicy": "Never"},
