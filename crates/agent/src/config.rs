@@ -112,7 +112,7 @@ pub struct AgentConfig {
     /// Cluster token peers must present. Unset means open (a warning says
     /// so at startup).
     pub token: Option<String>,
-    /// Read the token from this file instead.
+    /// Read the token from this file instead (setting both is an error).
     pub token_file: Option<PathBuf>,
     /// This node's topology labels, widest first.
     pub labels: Vec<String>,
@@ -294,7 +294,15 @@ impl AgentConfig {
             .to_foca(1)
             .map_err(|e| inv("gossip", &e.to_string()))?;
         let token = match (&self.token, &self.token_file) {
-            (Some(t), _) => Some(t.clone()),
+            // Two sources of one secret: which one wins would depend on
+            // where each was set, so neither does.
+            (Some(_), Some(_)) => {
+                return Err(inv(
+                    "token",
+                    "both token and token_file are set (in the file, the environment or flags); set one",
+                ));
+            }
+            (Some(t), None) => Some(t.clone()),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(path)
                     .map_err(|e| inv("token_file", &format!("{}: {e}", path.display())))?
@@ -365,6 +373,10 @@ mod tests {
         assert!(bad(|c| c.store_budget = "lots".into()));
         assert!(bad(|c| c.min_copies = 0));
         assert!(bad(|c| c.token = Some(String::new())));
+        assert!(bad(|c| {
+            c.token = Some("from-the-file".into());
+            c.token_file = Some("/etc/shoal/token".into());
+        }));
         assert!(bad(|c| c.timeouts.stall_floor_ms = 99_999));
         assert!(bad(|c| c.gossip.probe_rtt_ms = c.gossip.probe_period_ms));
         assert!(!bad(|_| {}));

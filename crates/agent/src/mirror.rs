@@ -108,11 +108,12 @@ async fn handle(
         .and_then(sha256_only)
     {
         Err(e) => Err(e),
-        Ok(Route::Base) => Ok(Response::builder()
-            .header("docker-distribution-api-version", "registry/2.0")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from("{}"))
-            .unwrap_or_default()),
+        Ok(Route::Base) => built(
+            Response::builder()
+                .header("docker-distribution-api-version", "registry/2.0")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}")),
+        ),
         Ok(Route::Unsupported(what)) => Err(OciError::new(
             405,
             ErrorCode::Unsupported,
@@ -189,7 +190,8 @@ impl Mirror {
             .ok_or_else(|| {
                 OriginError::Protocol("manifest HEAD gave no valid Docker-Content-Digest".into())
             })?;
-        let media_type = text(header::CONTENT_TYPE.as_str());
+        let media_type = text(header::CONTENT_TYPE.as_str())
+            .filter(|t| shoal_oci::manifest::valid_media_type(t));
         Ok((digest, Known { size, media_type }))
     }
 
@@ -256,7 +258,7 @@ impl Mirror {
             .header(header::CONTENT_LENGTH, known.size)
             .header(CONTENT_DIGEST, digest.to_string());
         if head {
-            return Ok(builder.body(Body::empty()).unwrap_or_default());
+            return built(builder.body(Body::empty()));
         }
         let bytes = self.fetch_manifest(up, name, &digest, known.size).await?;
         if let Ok(parsed) = Manifest::parse(&bytes) {
@@ -270,7 +272,7 @@ impl Mirror {
                 );
             }
         }
-        Ok(builder.body(Body::from(bytes)).unwrap_or_default())
+        built(builder.body(Body::from(bytes)))
     }
 
     /// Size and type of a manifest named by digest that this node has not
@@ -333,6 +335,11 @@ impl Mirror {
             digest: Some(digest.to_string()),
         };
         let unavailable = |m: String| OciError::new(502, ErrorCode::Unavailable, m);
+        if size > MAX_MANIFEST {
+            return Err(unavailable(format!(
+                "manifest {digest} of {size} bytes is larger than {MAX_MANIFEST}"
+            )));
+        }
         let mut read = open_spec(&self.node, spec, None).map_err(|e| unavailable(e.to_string()))?;
         let mut bytes = Vec::with_capacity(size as usize);
         while let Some(chunk) = read.body.recv().await {
@@ -394,9 +401,7 @@ impl Mirror {
                 .header(CONTENT_DIGEST, digest.to_string())
         };
         if head {
-            return Ok(base(StatusCode::OK, size)
-                .body(Body::empty())
-                .unwrap_or_default());
+            return built(base(StatusCode::OK, size).body(Body::empty()));
         }
         let spec = ObjectSpec {
             url,
@@ -431,6 +436,18 @@ impl Mirror {
             let item = rx.recv().await?;
             Some((item, rx))
         });
-        Ok(builder.body(Body::from_stream(body)).unwrap_or_default())
+        built(builder.body(Body::from_stream(body)))
     }
+}
+
+/// A response whose headers could all be encoded, or an error response:
+/// never an empty 200 in its place.
+fn built(r: Result<Response, http::Error>) -> Result<Response, OciError> {
+    r.map_err(|e| {
+        OciError::new(
+            502,
+            ErrorCode::Unavailable,
+            format!("the response could not be built: {e}"),
+        )
+    })
 }

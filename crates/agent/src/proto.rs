@@ -416,6 +416,61 @@ mod tests {
         assert!(query("url=http://o/x&size=10&ss=262144&i=0&path=0000000000000001").is_ok());
     }
 
+    mod round_trip {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn ids(max: usize) -> impl Strategy<Value = Vec<NodeId>> {
+            proptest::collection::vec(any::<u64>().prop_map(NodeId), 0..=max)
+        }
+
+        prop_compose! {
+            fn request()(
+                host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+                path in "(/[A-Za-z0-9._~%!$&'()*+,;=:@-]{0,12}){0,4}(\\?[A-Za-z0-9=&%+-]{0,20})?",
+                https in any::<bool>(),
+                ss in STRIPE_SIZES.0..=STRIPE_SIZES.1,
+                stripes in 1u64..1000,
+                tail in 0u64..=1,
+                validator in proptest::option::of("[ -~\u{a0}-\u{ff}]{0,40}"),
+                digest in proptest::option::of("[0-9a-f]{64}"),
+                path_ids in ids(3),
+                fallbacks in ids(64),
+                from_share in 0u64..=1000,
+                ttl in 0..=MAX_TTL_MS,
+                cached in any::<bool>(),
+                relay in any::<bool>(),
+                rank in any::<u8>(),
+                pick in any::<prop::sample::Index>(),
+            ) -> StripeRequest {
+                let size = (stripes * ss - tail).min(MAX_OBJECT);
+                let count = size.div_ceil(ss).max(1);
+                let stripe = StripeRef {
+                    object: ObjectSpec {
+                        url: format!("{}://{host}{path}", if https { "https" } else { "http" }),
+                        size,
+                        validator,
+                        digest: digest.map(|d| format!("sha256:{d}")),
+                    },
+                    stripe_size: ss,
+                    index: pick.index(count as usize) as u64,
+                };
+                let from = stripe.len() * from_share / 1000;
+                StripeRequest { stripe, path: path_ids, fallbacks, from, ttl_ms: ttl, cached, relay, rank }
+            }
+        }
+
+        proptest! {
+            /// Every field of a request comes back the same through the
+            /// query string and the decoder the server uses.
+            #[test]
+            fn every_field_survives_the_query_string(r in request()) {
+                let q: StripeQuery = serde_urlencoded::from_str(&r.to_query()).unwrap();
+                prop_assert_eq!(q.validate(), Ok(r));
+            }
+        }
+    }
+
     #[test]
     fn queries_survive_encoding() {
         let r = query("url=http://o/a&size=5000000&ss=1048576&i=2&from=7").unwrap();

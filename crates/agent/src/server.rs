@@ -160,17 +160,28 @@ fn frame_body(rx: mpsc::Receiver<Frame>, permit: OwnedSemaphorePermit) -> Body {
     Body::from_stream(s)
 }
 
-async fn stripe(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
-    let permit = s.inbound.clone().try_acquire_owned();
-    let Ok(permit) = permit
-        .map_err(|_| ())
-        .and_then(|p| if draining(&s) { Err(()) } else { Ok(p) })
-    else {
+/// A slot of the inbound limit, or `None` (counted) when the limit is
+/// full or the node is draining: a leaving node takes no new work.
+fn admit(s: &AppState) -> Option<OwnedSemaphorePermit> {
+    let permit = s.inbound.clone().try_acquire_owned().ok();
+    let permit = permit.filter(|_| !draining(s));
+    if permit.is_none() {
         s.node.metrics.inbound_rejected.inc();
-        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy");
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    }
+    permit
+}
+
+/// The fast 503 a refused peer retries elsewhere.
+fn busy() -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+async fn stripe(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
+    let Some(permit) = admit(&s) else {
+        return busy();
     };
     match s.node.open_stripe(req, false).await {
         Ok(rx) => (
@@ -239,7 +250,15 @@ async fn replicate(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
             "a replication hint names its source as the only hop",
         );
     }
-    tokio::spawn(pull_replica(s.node.clone(), req));
+    // The pull holds an inbound slot until it is done, like a request.
+    let Some(permit) = admit(&s) else {
+        return busy();
+    };
+    let node = s.node.clone();
+    tokio::spawn(async move {
+        pull_replica(node, req).await;
+        drop(permit);
+    });
     StatusCode::ACCEPTED.into_response()
 }
 

@@ -225,3 +225,13 @@ fn bad_input_gets_a_clear_4xx_and_does_nothing() {
         a.log()
     );
 }
+
+/// The harness never signals a process that is not there: pid 0 would
+/// reach the test runner's whole process group.
+#[test]
+#[should_panic(expected = "is not running")]
+fn signalling_an_agent_that_is_not_running_is_a_test_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::new(0, free_port(), free_port(), &dir, Vec::new());
+    a.signal(nix::sys::signal::Signal::SIGCONT);
+}

@@ -280,3 +280,49 @@ fn bad_requests_get_oci_errors() {
         }
     }
 }
+
+/// Rewrites the image manifest of the OCI layout at `dir` to exactly
+/// `len` bytes (an annotation pads it) and returns its new digest.
+fn pad_manifest(dir: &std::path::Path, len: usize) -> String {
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let old = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let blob = |d: &str| dir.join("blobs/sha256").join(&d["sha256:".len()..]);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&old)).unwrap()).unwrap();
+    manifest["annotations"] = serde_json::json!({"pad": ""});
+    let base = serde_json::to_vec(&manifest).unwrap().len();
+    manifest["annotations"]["pad"] = "x".repeat(len - base).into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    assert_eq!(bytes.len(), len);
+    let digest = sha256(&bytes);
+    std::fs::write(blob(&digest), &bytes).unwrap();
+    index["manifests"][0]["digest"] = digest.clone().into();
+    index["manifests"][0]["size"] = len.into();
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    digest
+}
+
+#[test]
+fn a_manifest_that_ends_on_a_stripe_boundary_is_sized_from_the_mesh_while_the_registry_is_down() {
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    build_image(layout.path(), "v1", &[1000], 9);
+    // Exactly one 64 KiB stripe: no shorter last stripe marks its end.
+    let digest = pad_manifest(layout.path(), 64 << 10);
+    registry.push(layout.path(), "team/edge", "v1");
+    let cluster = registry.mirrors(3, "64KiB", &[]);
+    let ns = registry.ns();
+    let target = format!("/v2/team/edge/manifests/{digest}{ns}");
+    let r = request(cluster.agents[0].mirror_addr(), "GET", &target, &[ACCEPT]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body.len(), 64 << 10);
+    drop(registry);
+    // The others never saw it; the registry cannot size it now.
+    for a in &cluster.agents[1..] {
+        let r = request(a.mirror_addr(), "GET", &target, &[ACCEPT]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(sha256(&r.body), digest);
+    }
+}

@@ -23,6 +23,29 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, appl
 /// accept at least 4 MiB).
 pub const MAX_MANIFEST: u64 = 4 << 20;
 
+/// Whether `t` is a media type that can go in a `Content-Type` header as
+/// is: `type/subtype` of RFC 6838's restricted-name characters, then
+/// optional `; name=value` parameters of visible ASCII. Anything else (a
+/// newline, a control character, a missing subtype) is refused rather
+/// than sent on.
+pub fn valid_media_type(t: &str) -> bool {
+    let restricted = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    let (essence, params) = t.split_once(';').unwrap_or((t, ""));
+    let Some((ty, sub)) = essence.trim_end_matches(' ').split_once('/') else {
+        return false;
+    };
+    restricted(ty)
+        && restricted(sub)
+        && t.len() <= 255
+        && params.chars().all(|c| c == ' ' || c.is_ascii_graphic())
+}
+
 /// A content descriptor: digest and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
@@ -70,6 +93,11 @@ impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ManifestError(e.to_string()))?;
         let media_type = match raw.media_type {
+            Some(t) if !t.is_empty() && !valid_media_type(&t) => {
+                return Err(ManifestError(format!(
+                    "mediaType {t:?} is not a media type"
+                )));
+            }
             Some(t) if !t.is_empty() => t,
             _ if !raw.manifests.is_empty() => OCI_INDEX.to_owned(),
             _ if raw.config.is_some() => OCI_MANIFEST.to_owned(),
@@ -97,6 +125,30 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_type_that_cannot_be_a_header_is_refused() {
+        for good in [OCI_MANIFEST, DOCKER_LIST, "application/json; charset=utf-8"] {
+            assert!(valid_media_type(good), "{good}");
+        }
+        for bad in [
+            "",
+            "application",
+            "/json",
+            "a/b\nX-Evil: 1",
+            "a/b\r",
+            "a/ b",
+            "a/b;\u{7f}",
+        ] {
+            assert!(!valid_media_type(bad), "{bad:?}");
+        }
+        let text = format!(
+            r#"{{"mediaType":"{}\nX-Evil: 1","config":{{"digest":"sha256:{}","size":1}}}}"#,
+            OCI_MANIFEST,
+            "a".repeat(64)
+        );
+        assert!(Manifest::parse(text.as_bytes()).is_err());
+    }
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";

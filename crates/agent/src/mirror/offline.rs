@@ -11,20 +11,31 @@ use std::sync::Arc;
 
 /// The size of the object `spec` names (its `size` is ignored), summed
 /// from the stored lengths of its stripes on this node or their owners
-/// and stand-ins. `None` if some stripe is nowhere to be found.
+/// and stand-ins. `None` if some stripe is nowhere to be found, or the
+/// answers cannot be a manifest's (a stripe longer than a stripe, a total
+/// past [`MAX_MANIFEST`]). When every stripe so far was whole and the next
+/// is nowhere, the total is a candidate: the object may end on a stripe
+/// boundary, and the digest check of the bytes fetched with that size
+/// settles it.
 pub async fn size_from_mesh(node: &Arc<Node>, spec: &ObjectSpec) -> Option<u64> {
     let ss = node.cfg.stripe_size;
     let mut total = 0u64;
     for index in 0.. {
-        if total > MAX_MANIFEST {
-            return None;
-        }
         let mut probe = spec.clone();
         // Any size that makes `index` a whole stripe: identity by digest
         // does not depend on it.
         probe.size = (index + 1) * ss;
-        let len = stripe_len(node, probe, index).await?;
+        let Some(len) = stripe_len(node, probe, index).await else {
+            return (index > 0).then_some(total);
+        };
+        if len > ss {
+            tracing::warn!(len, "a peer claims a stripe longer than the stripe size");
+            return None;
+        }
         total += len;
+        if total > MAX_MANIFEST {
+            return None;
+        }
         if len < ss {
             return Some(total);
         }

@@ -300,8 +300,13 @@ impl Agent {
             .fold(0.0, |a, b| a + b)
     }
 
+    /// The agent's process id. Panics when it is not running: pid 0
+    /// would make `kill` signal the test's whole process group.
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().map_or(0, |c| c.id() as i32))
+        match &self.child {
+            Some(c) => Pid::from_raw(c.id() as i32),
+            None => panic!("{} is not running: no process to signal", self.name),
+        }
     }
 
     /// (Re)starts the process with its arguments and waits for it.
