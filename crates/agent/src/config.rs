@@ -1,9 +1,13 @@
 //! The agent's settings: a TOML file, then environment variables, then
 //! flags (the CLI merges those two), each with a documented default.
 
-use crate::containerd::ContainerdConfig;
-use crate::kubernetes::KubernetesConfig;
-use crate::mirror::config::MirrorConfig;
+pub mod containerd;
+pub mod kubernetes;
+pub mod mirror;
+
+use containerd::ContainerdConfig;
+use kubernetes::KubernetesConfig;
+use mirror::MirrorConfig;
 use serde::Deserialize;
 use shoal_membership::GossipConfig;
 use shoal_store::Budget;

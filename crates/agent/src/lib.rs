@@ -5,17 +5,26 @@
 //! - `serve`: store hit, join, forward or fetch from the origin.
 //! - [`peer`] and [`origin`]: the clients it fetches through.
 //! - [`object`]: whole objects for local clients (`shoal get`).
-//! - [`server`]: the peer protocol and local API over HTTP.
+//! - [`http`]: the peer protocol and local API over HTTP (routes,
+//!   handlers, the token check).
 //! - [`members`]: static or gossip membership, turned into views.
 //! - [`node`], [`config`], [`metrics`], [`status`]: state, settings,
 //!   observability.
 //! - [`startup`]: what the agent sets up on its node first: labels from
 //!   its Kubernetes Node ([`kubernetes`]), containerd's hosts files
 //!   ([`containerd`]).
+//!
+//! Modules depend one way (`tests/layers.rs` fails on a cycle), lowest
+//! first: `config` (every settings table), `proto` and `metrics`; the
+//! clients `origin` (with the registries' auth) and `peer`; `flight`,
+//! `kubernetes`, `containerd`, `startup`; `node`; `members` and `serve`
+//! (`Node::serve`, the design's `serve(K, path, fallbacks)`); `object`;
+//! `mirror`, `status`; `http` on top.
 
 pub mod config;
 pub mod containerd;
 pub mod flight;
+pub mod http;
 pub mod kubernetes;
 pub mod members;
 pub mod metrics;
@@ -26,7 +35,6 @@ pub mod origin;
 pub mod peer;
 pub mod proto;
 mod serve;
-pub mod server;
 pub mod startup;
 pub mod status;
 
@@ -70,7 +78,8 @@ pub async fn run(
         tracing::info!(peers = c.peers.len(), "static membership");
         None
     };
-    let node = Node::new(cfg, gossip.clone(), host)?;
+    let membership = members::initial(&cfg.config, gossip.as_ref())?;
+    let node = Node::new(cfg, gossip.clone(), membership, host)?;
     if let Some(g) = gossip {
         members::follow(&node, g).map_err(|e| StartError::Gossip(e.to_string()))?;
     }
@@ -109,9 +118,9 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let peer = axum::serve(peer_l, server::peer_router(node.clone()))
+    let peer = axum::serve(peer_l, http::peer_router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let api = axum::serve(api_l, server::api_router(node.clone()))
+    let api = axum::serve(api_l, http::api_router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let mirror = axum::serve(mirror_l, mirror::router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));

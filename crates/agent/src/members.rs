@@ -20,6 +20,15 @@ pub const ROSTER_PATH: &str = "/peer/v1/roster";
 /// How long a roster fetch may take.
 const ROSTER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The first membership view: the static list, or what `gossip` knows so
+/// far (at least this node).
+pub fn initial(c: &AgentConfig, gossip: Option<&Gossip>) -> Result<Membership, PlacementError> {
+    match gossip {
+        Some(g) => membership_of(&g.roster()),
+        None => static_membership(c),
+    }
+}
+
 /// The fixed membership of static mode: this node and its listed peers,
 /// all alive.
 pub fn static_membership(c: &AgentConfig) -> Result<Membership, PlacementError> {
@@ -112,7 +121,7 @@ pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
     let source = Arc::new(HttpRoster {
         client,
         token: node.cfg.token.clone(),
-        peers: node.peers.clone(),
+        peers: node.peer_client.clone(),
     });
     let g = &c.gossip;
     tokio::spawn(bootstrap::run(

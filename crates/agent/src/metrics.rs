@@ -157,21 +157,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records what start-up found.
-    pub fn record_host(&mut self, host: &crate::startup::HostReport, labels: usize) {
-        use crate::containerd::ContainerdState;
-        self.topology_labels.set(labels as i64);
-        let configured = match host.containerd {
-            ContainerdState::NotManaged => return,
-            ContainerdState::Ready => 1,
-            ContainerdState::Problem(_) => 0,
-        };
-        self.containerd_configured.set(configured);
-        self.registry.register(
-            "containerd_configured",
-            "1 when containerd reads the hosts.toml files this agent wrote, else 0",
-            self.containerd_configured.clone(),
-        );
+    /// Registers a metric that exists only on some nodes (such as the
+    /// containerd check's, on nodes that manage containerd).
+    pub fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.register(name, help, metric);
     }
 
     /// Counts `n` bytes served from `source`.

@@ -6,13 +6,12 @@
 //! while the origin fails.
 
 pub mod catalog;
-pub mod config;
 mod offline;
-pub mod upstream;
 
 use crate::node::Node;
 use crate::object::{ByteRange, ObjectError, open_spec};
 use crate::origin::OriginError;
+use crate::origin::registries::Upstream;
 use crate::proto::ObjectSpec;
 use axum::Router;
 use axum::body::Body;
@@ -26,7 +25,6 @@ use shoal_oci::{Digest, ErrorCode, Name, OciError, Reference, Route, route};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use upstream::Upstream;
 
 /// `Docker-Content-Digest`.
 const CONTENT_DIGEST: &str = "docker-content-digest";

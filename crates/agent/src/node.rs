@@ -4,7 +4,7 @@
 use crate::config::Resolved;
 use crate::flight::Flight;
 use crate::metrics::Metrics;
-use crate::mirror::upstream::Registries;
+use crate::origin::registries::Registries;
 use crate::origin::{Origin, OriginError};
 use crate::peer::PeerClient;
 use arc_swap::ArcSwap;
@@ -44,7 +44,7 @@ pub enum StartError {
     Gossip(String),
     /// The mirror's settings are unusable.
     #[error("mirror: {0}")]
-    Mirror(#[from] crate::mirror::upstream::UpstreamError),
+    Mirror(#[from] crate::origin::registries::UpstreamError),
     /// A listener would not bind.
     #[error("binding {addr}: {source}")]
     Bind {
@@ -67,8 +67,9 @@ pub struct Node {
     pub store: Store,
     /// Stripes being fetched here, by store key.
     pub flights: Mutex<HashMap<EntryKey, Arc<Flight>>>,
-    /// Client for peers.
-    pub peers: PeerClient,
+    /// The client this node calls its peers with (pools, timeouts,
+    /// breakers).
+    pub peer_client: PeerClient,
     /// Client for origins.
     pub origin: Origin,
     /// Metrics.
@@ -99,30 +100,31 @@ fn seed(id: NodeId) -> u64 {
 }
 
 impl Node {
-    /// Opens the store and builds the first membership view: the static
-    /// list, or what `gossip` knows so far (at least this node).
+    /// Opens the store; `membership` is the first view (see
+    /// `members::initial`).
     pub fn new(
         cfg: Resolved,
         gossip: Option<Gossip>,
+        membership: Membership,
         host: crate::startup::HostReport,
     ) -> Result<Arc<Node>, StartError> {
         let c = &cfg.config;
         let mut metrics = Metrics::default();
-        metrics.record_host(&host, c.labels.len());
+        host.record(&mut metrics, c.labels.len());
         let metrics = Arc::new(metrics);
         let store = Store::open(&c.data_dir, cfg.budget)?;
         let id = NodeId::from_name(&c.name);
-        let membership = match &gossip {
-            Some(g) => crate::members::membership_of(&g.roster())?,
-            None => crate::members::static_membership(c)?,
-        };
-        let peers = PeerClient::new(
+        let peer_client = PeerClient::new(
             c.timeouts.clone(),
             c.peer_inflight,
             cfg.token.clone(),
             metrics.clone(),
         );
-        let registries = Arc::new(Registries::new(&c.mirror)?);
+        let registries = Arc::new(Registries::new(
+            &c.mirror.registries,
+            c.mirror.default_registry.as_deref(),
+            c.mirror.credentials_file.as_deref(),
+        )?);
         let origin = Origin::new(
             c.origin_concurrency,
             metrics.clone(),
@@ -137,7 +139,7 @@ impl Node {
             host,
             store,
             flights: Mutex::new(HashMap::new()),
-            peers,
+            peer_client,
             origin,
             metrics,
             sources: Mutex::new(LruCache::new(SOURCES)),

@@ -267,7 +267,7 @@ async fn stream_object(
             while next <= last && window.len() < node.cfg.config.readahead {
                 let from = if next == first { start - first * ss } else { 0 };
                 let req = request(&node, &spec, next, from);
-                window.push_back(node.open_stripe(req, true).await);
+                window.push_back(node.serve(req, true).await);
                 next += 1;
             }
             let Some(opened) = window.pop_front() else {
@@ -302,7 +302,7 @@ async fn stream_object(
                             b.message
                         );
                         let req = request(&node, &spec, i, pos - i * ss);
-                        opened = node.open_stripe(req, true).await.map_err(|e| Broken {
+                        opened = node.serve(req, true).await.map_err(|e| Broken {
                             fatal: false,
                             message: e.to_string(),
                         });

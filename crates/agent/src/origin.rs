@@ -2,10 +2,12 @@
 //! reqwest and rustls, with a bound on concurrent requests per agent.
 
 use crate::metrics::Metrics;
-use crate::mirror::upstream::Registries;
+pub mod registries;
+
 use crate::proto::ObjectSpec;
 use bytes::Bytes;
 use http::{StatusCode, header};
+use registries::Registries;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

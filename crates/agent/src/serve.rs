@@ -54,10 +54,12 @@ fn retryable(message: impl Into<String>) -> FillError {
 }
 
 impl Node {
-    /// Starts serving `req`: returns a channel of frames from `req.from` to
-    /// the end of the stripe. `local` marks a request from this node's own
+    /// The design's `serve(K, path, fallbacks)`: starts serving `req` (a
+    /// stripe with the rest of its path and its fallbacks) from the store,
+    /// a flight in progress, the next hop or the origin, and returns a
+    /// channel of frames from `req.from` to the end of the stripe. `local` marks a request from this node's own
     /// client, which may fall back to the origin when every peer fails.
-    pub async fn open_stripe(
+    pub async fn serve(
         self: &Arc<Self>,
         req: StripeRequest,
         local: bool,
@@ -355,7 +357,10 @@ async fn peer_fill(
     w: &mut Writer,
     deadline: Instant,
 ) -> Result<[u8; 32], PeerError> {
-    let mut stream = node.peers.open(addr, STRIPE_PATH, sub, deadline).await?;
+    let mut stream = node
+        .peer_client
+        .open(addr, STRIPE_PATH, sub, deadline)
+        .await?;
     let len = sub.stripe.len();
     loop {
         if Instant::now() >= deadline {
@@ -477,7 +482,7 @@ fn replicate(node: &Arc<Node>, req: &StripeRequest) {
         };
         let node = node.clone();
         tokio::spawn(async move {
-            if let Err(e) = node.peers.notify(addr, REPLICATE_PATH, &hint).await {
+            if let Err(e) = node.peer_client.notify(addr, REPLICATE_PATH, &hint).await {
                 tracing::debug!(peer = %addr, "replication hint failed: {e}");
             }
         });
@@ -490,7 +495,7 @@ pub async fn pull_replica(node: Arc<Node>, req: StripeRequest) {
     if node.store.contains(&req.stripe.entry_key()) {
         return;
     }
-    match node.open_stripe(req, false).await {
+    match node.serve(req, false).await {
         Ok(mut rx) => while rx.recv().await.is_some() {},
         Err(e) => tracing::debug!("replica pull: {e}"),
     }

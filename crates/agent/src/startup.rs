@@ -6,6 +6,7 @@
 
 use crate::Resolved;
 use crate::containerd::{self, ContainerdState};
+use crate::metrics::Metrics;
 
 /// Where this node's topology labels came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +41,25 @@ impl Default for HostReport {
 }
 
 impl HostReport {
+    /// Sets the metrics of what start-up found: how many topology labels
+    /// the node runs with, and (where the agent manages containerd)
+    /// whether containerd reads its hosts files.
+    pub fn record(&self, metrics: &mut Metrics, labels: usize) {
+        metrics.topology_labels.set(labels as i64);
+        let configured = match self.containerd {
+            ContainerdState::NotManaged => return,
+            ContainerdState::Ready => 1,
+            ContainerdState::Problem(_) => 0,
+        };
+        metrics.containerd_configured.set(configured);
+        let gauge = metrics.containerd_configured.clone();
+        metrics.register(
+            "containerd_configured",
+            "1 when containerd reads the hosts.toml files this agent wrote, else 0",
+            gauge,
+        );
+    }
+
     /// Problems an operator should fix, one sentence each.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();

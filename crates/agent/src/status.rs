@@ -139,7 +139,7 @@ pub async fn status(node: &Node) -> Status {
             },
         },
         inflight: node.flights().len(),
-        open_breakers: node.peers.open_breakers(),
+        open_breakers: node.peer_client.open_breakers(),
         draining: node.draining.load(Ordering::SeqCst),
         problems: node.host.problems(),
     }

@@ -6,8 +6,8 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
+use shoal_agent::config::mirror::RegistryConfig;
 use shoal_agent::containerd::certs::{configured, install, restore};
-use shoal_agent::mirror::config::RegistryConfig;
 use shoal_oci::hosts::HostsFile;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_agent::AgentConfig;
 use shoal_agent::config::PeerConfig;
-use shoal_agent::mirror::config::RegistryConfig;
+use shoal_agent::config::mirror::RegistryConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

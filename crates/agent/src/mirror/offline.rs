@@ -72,7 +72,7 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
         let Some(&addr) = m.addrs.get(&id) else {
             continue;
         };
-        match node.peers.stat(addr, &req).await {
+        match node.peer_client.stat(addr, &req).await {
             Ok(Some(len)) => return Some(len),
             Ok(None) => {}
             Err(e) => tracing::debug!(peer = %addr, "stat failed: {e}"),

@@ -54,7 +54,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
     );
     for addr in holders {
         for req in &requests {
-            if let Err(e) = node.peers.notify(addr, PURGE_PATH, req).await {
+            if let Err(e) = node.peer_client.notify(addr, PURGE_PATH, req).await {
                 tracing::debug!(peer = %addr, "purge failed: {e}");
             }
         }

@@ -91,7 +91,7 @@ pub async fn report(node: &Arc<Node>, from: SocketAddr, req: &StripeRequest) {
     hint.path.clear();
     hint.fallbacks.clear();
     hint.from = 0;
-    if let Err(e) = node.peers.notify(from, SUSPECT_PATH, &hint).await {
+    if let Err(e) = node.peer_client.notify(from, SUSPECT_PATH, &hint).await {
         tracing::debug!(peer = %from, "suspect report failed: {e}");
     }
 }

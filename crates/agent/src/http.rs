@@ -183,7 +183,7 @@ async fn stripe(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
     let Some(permit) = admit(&s) else {
         return busy();
     };
-    match s.node.open_stripe(req, false).await {
+    match s.node.serve(req, false).await {
         Ok(rx) => (
             [(header::CONTENT_TYPE, "application/x-shoal-stripe")],
             frame_body(rx, permit),

@@ -1,15 +1,16 @@
-//! The mirrored registries: the allow-list, and requests to them with the
+//! The registries origins may be: the allow-list, and requests to them with the
 //! authentication each asks for (anonymous, Basic, or the Bearer token
 //! flow with a token per repository scope, reused until it expires).
 //! Redirects to blob storage on another host go without `Authorization`
 //! (reqwest strips it on a cross-host redirect).
 
-use super::config::MirrorConfig;
-use crate::origin::OriginError;
+use super::OriginError;
+use crate::config::mirror::RegistryConfig;
 use http::{StatusCode, header};
 use shoal_oci::auth::{Challenge, Credential, TokenResponse, normalize_host, parse_docker_config};
 use shoal_oci::manifest::MANIFEST_ACCEPT;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -63,10 +64,15 @@ pub struct Registries {
 }
 
 impl Registries {
-    /// The allow-list from the settings, with credentials from the
-    /// settings or the credentials file.
-    pub fn new(cfg: &MirrorConfig) -> Result<Registries, UpstreamError> {
-        let file = match &cfg.credentials_file {
+    /// The allow-list `registries`, with credentials from their settings
+    /// or the docker `config.json` at `credentials_file`; requests that
+    /// name no registry go to `default` (else the first).
+    pub fn new(
+        registries: &[RegistryConfig],
+        default: Option<&str>,
+        credentials_file: Option<&Path>,
+    ) -> Result<Registries, UpstreamError> {
+        let file = match credentials_file {
             None => Default::default(),
             Some(p) => {
                 let err = |message: String| UpstreamError::Credentials {
@@ -77,8 +83,7 @@ impl Registries {
                 parse_docker_config(&text).map_err(|e| err(e.to_string()))?
             }
         };
-        let list: Vec<Upstream> = cfg
-            .registries
+        let list: Vec<Upstream> = registries
             .iter()
             .map(|r| Upstream {
                 host: r.host.clone(),
@@ -92,8 +97,8 @@ impl Registries {
                 },
             })
             .collect();
-        let default = match &cfg.default_registry {
-            Some(h) => list.iter().position(|u| &u.host == h),
+        let default = match default {
+            Some(h) => list.iter().position(|u| u.host == h),
             None if list.is_empty() => None,
             None => Some(0),
         };
