@@ -9,7 +9,7 @@
 //! size. The fetch runs in its own task, so it completes (and caches) even
 //! when the caller that started it goes away.
 
-use crate::proto::{CHUNK, ChunkSum, FIRST_CHUNK, Frame, chunk_sum};
+use crate::proto::{CHUNK, ChunkSum, FIRST_CHUNK, Failure, Frame, chunk_sum};
 use bytes::Bytes;
 use shoal_store::Lease;
 use std::fs::File;
@@ -37,12 +37,7 @@ pub enum FlightState {
         checksum: [u8; 32],
     },
     /// Given up.
-    Failed {
-        /// Whether retrying elsewhere is pointless.
-        fatal: bool,
-        /// Why.
-        message: String,
-    },
+    Failed(Failure),
 }
 
 /// One stripe being fetched on this node.
@@ -102,9 +97,8 @@ impl Flight {
     }
 
     /// Publishes failure.
-    pub fn fail(&self, fatal: bool, message: String) {
-        self.state
-            .send_replace(FlightState::Failed { fatal, message });
+    pub fn fail(&self, failure: Failure) {
+        self.state.send_replace(FlightState::Failed(failure));
     }
 
     /// Its rank: requests of a higher rank may join it.
@@ -125,7 +119,7 @@ impl Flight {
     /// Whether it has given up (it may linger in the flights map until its
     /// task removes it; nobody should join it then).
     pub fn failed(&self) -> bool {
-        matches!(*self.state.borrow(), FlightState::Failed { .. })
+        matches!(*self.state.borrow(), FlightState::Failed(_))
     }
 
     /// The current state.
@@ -150,10 +144,7 @@ fn frame_size(first: bool) -> usize {
 }
 
 fn error(message: String) -> Frame {
-    Frame::Error {
-        fatal: false,
-        message,
-    }
+    Frame::Error(Failure::retryable(message))
 }
 
 /// Sends the flight's bytes from `from` to `tx` as frames, following the
@@ -167,13 +158,8 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Fra
             FlightState::Starting => (0, None),
             FlightState::Running { written } => (*written, None),
             FlightState::Done { checksum } => (flight.len, Some(*checksum)),
-            FlightState::Failed { fatal, message } => {
-                let _ = tx
-                    .send(Frame::Error {
-                        fatal: *fatal,
-                        message: message.clone(),
-                    })
-                    .await;
+            FlightState::Failed(f) => {
+                let _ = tx.send(Frame::Error(f.clone())).await;
                 return;
             }
         };

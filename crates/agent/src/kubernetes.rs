@@ -233,7 +233,7 @@ pub async fn node_topology(cfg: &KubernetesConfig, name: &str) -> Result<Topolog
     if certs.is_empty() {
         return Err(bad_ca("no PEM certificate in it".into()));
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let client = reqwest::Client::builder()
         .tls_certs_only(certs)
         .connect_timeout(Duration::from_secs(2))

@@ -42,6 +42,13 @@ pub use config::{AgentConfig, Resolved};
 pub use node::{Node, StartError};
 pub use serve::{REPLICATE_PATH, STRIPE_PATH, ServeError};
 
+/// Makes ring rustls's process-wide crypto provider: reqwest is built
+/// without a default one. Every TLS client of the agent and the command
+/// line calls this first; calls after the first change nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 use axum::serve::ListenerExt;
 use std::future::Future;
 use tokio::net::TcpListener;

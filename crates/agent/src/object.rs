@@ -8,7 +8,7 @@ mod mismatch;
 use crate::node::Node;
 use crate::origin::OriginError;
 use crate::proto::{
-    Frame, ObjectSpec, ProtoError, StripeRef, StripeRequest, check_digest, check_url,
+    Failure, Frame, ObjectSpec, ProtoError, StripeRef, StripeRequest, check_digest, check_url,
 };
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -178,12 +178,6 @@ fn request(node: &Node, spec: &ObjectSpec, index: u64, from: u64) -> StripeReque
 /// when that peer's candidates are exhausted instead of asking the origin).
 const REOPENS: u32 = 3;
 
-/// Why a stripe's stream stopped short.
-struct Broken {
-    fatal: bool,
-    message: String,
-}
-
 /// Per-object state of a local read: where the bytes go, the running
 /// whole-object hash and the chunk held back until it is verified.
 struct Sink {
@@ -222,11 +216,7 @@ async fn copy_stripe(
     sink: &mut Sink,
     pos: &mut u64,
     stripe_end: u64,
-) -> Result<bool, Broken> {
-    let broken = |fatal, message: &str| Broken {
-        fatal,
-        message: message.to_owned(),
-    };
+) -> Result<bool, Failure> {
     loop {
         match rx.recv().await {
             Some(Frame::Data(mut d, _)) => {
@@ -238,9 +228,9 @@ async fn copy_stripe(
             }
             Some(Frame::KeepAlive) => {}
             Some(Frame::End { .. }) if *pos >= stripe_end => return Ok(true),
-            Some(Frame::End { .. }) => return Err(broken(false, "ended early")),
-            Some(Frame::Error { fatal, message }) => return Err(broken(fatal, &message)),
-            None => return Err(broken(false, "stream closed")),
+            Some(Frame::End { .. }) => return Err(Failure::retryable("ended early")),
+            Some(Frame::Error(f)) => return Err(f),
+            None => return Err(Failure::retryable("stream closed")),
         }
     }
 }
@@ -276,10 +266,7 @@ async fn stream_object(
             tracing::debug!(stripe = i, "object: streaming stripe");
             let stripe_end = ((i + 1) * ss).min(end);
             let mut pos = if i == first { start } else { i * ss };
-            let mut opened = opened.map_err(|e| Broken {
-                fatal: false,
-                message: e.to_string(),
-            });
+            let mut opened = opened.map_err(|e| Failure::retryable(e.to_string()));
             let mut reopens = 0;
             loop {
                 let result = match opened {
@@ -302,10 +289,10 @@ async fn stream_object(
                             b.message
                         );
                         let req = request(&node, &spec, i, pos - i * ss);
-                        opened = node.serve(req, true).await.map_err(|e| Broken {
-                            fatal: false,
-                            message: e.to_string(),
-                        });
+                        opened = node
+                            .serve(req, true)
+                            .await
+                            .map_err(|e| Failure::retryable(e.to_string()));
                     }
                 }
             }

@@ -112,8 +112,7 @@ impl Origin {
         registries: Arc<Registries>,
         ca_file: Option<&Path>,
     ) -> Result<Self, OriginError> {
-        // reqwest is built without a default crypto provider; use ring's.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))

@@ -10,7 +10,7 @@
 
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, PeerLabels};
-use crate::proto::{Decoder, Frame, ProtoError, StripeRequest};
+use crate::proto::{Decoder, Failure, Frame, ProtoError, StripeRequest};
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
@@ -67,13 +67,8 @@ pub enum PeerError {
     #[error("stream broke: {0}")]
     Broken(String),
     /// The peer gave up and said why.
-    #[error("peer error: {message}")]
-    Remote {
-        /// Whether retrying elsewhere is pointless.
-        fatal: bool,
-        /// Its reason.
-        message: String,
-    },
+    #[error("peer error: {0}")]
+    Remote(Failure),
 }
 
 impl PeerError {
@@ -90,7 +85,7 @@ impl PeerError {
             PeerError::Stall(_) => "stall",
             PeerError::Corrupt(_) => "corrupt",
             PeerError::Broken(_) => "broken",
-            PeerError::Remote { .. } => "remote",
+            PeerError::Remote(_) => "remote",
         }
     }
 
@@ -361,7 +356,7 @@ impl PeerClient {
                 self.metrics.peer_failure(e.kind());
                 match e {
                     PeerError::NotCached | PeerError::BreakerOpen | PeerError::Busy => {}
-                    PeerError::Remote { .. } | PeerError::Status(_) => b.failure(now, false),
+                    PeerError::Remote(_) | PeerError::Status(_) => b.failure(now, false),
                     other => b.failure(
                         now,
                         matches!(

@@ -99,6 +99,42 @@ impl StripeRef {
     }
 }
 
+/// Why a stripe could not be delivered: the one shape every layer passes
+/// on (an error frame on the wire, a flight that gave up, a peer's answer,
+/// a fill or a local read that broke).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Whether nobody else would do better (the origin said no), so there
+    /// is no point trying elsewhere.
+    pub fatal: bool,
+    /// Why.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure another source may not have.
+    pub fn retryable(message: impl Into<String>) -> Failure {
+        Failure {
+            fatal: false,
+            message: message.into(),
+        }
+    }
+
+    /// A failure every source would have.
+    pub fn fatal(message: impl Into<String>) -> Failure {
+        Failure {
+            fatal: true,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Why a request or a frame was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtoError {

@@ -7,7 +7,7 @@ use crate::flight::{Flight, pump_flight, pump_lease};
 use crate::metrics::Source;
 use crate::node::Node;
 use crate::peer::PeerError;
-use crate::proto::{CHUNK, ChunkSum, Frame, StripeRequest};
+use crate::proto::{CHUNK, ChunkSum, Failure, Frame, StripeRequest};
 use bytes::{Bytes, BytesMut};
 use shoal_placement::NodeId;
 use std::collections::HashSet;
@@ -37,20 +37,6 @@ pub enum ServeError {
     /// Local trouble (a blocking task failed).
     #[error("internal: {0}")]
     Internal(String),
-}
-
-/// Why filling a stripe failed.
-#[derive(Debug)]
-struct FillError {
-    fatal: bool,
-    message: String,
-}
-
-fn retryable(message: impl Into<String>) -> FillError {
-    FillError {
-        fatal: false,
-        message: message.into(),
-    }
 }
 
 impl Node {
@@ -137,7 +123,7 @@ async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, lo
         }
         Err(e) => {
             tracing::warn!(stripe = req.stripe.index, "fetch failed: {}", e.message);
-            flight.fail(e.fatal, e.message);
+            flight.fail(e);
         }
     }
     node.refresh_store_metrics();
@@ -165,7 +151,7 @@ impl Writer {
         flight: &Flight,
         bytes: &[u8],
         sum: Option<ChunkSum>,
-    ) -> Result<(), FillError> {
+    ) -> Result<(), Failure> {
         if let Some(sum) = sum {
             self.flush(flight).await?;
             flight.record_segment(self.written, bytes.len(), sum);
@@ -185,7 +171,7 @@ impl Writer {
     }
 
     /// Writes what is buffered and publishes progress.
-    async fn flush(&mut self, flight: &Flight) -> Result<(), FillError> {
+    async fn flush(&mut self, flight: &Flight) -> Result<(), Failure> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -199,8 +185,8 @@ impl Writer {
             Ok::<_, std::io::Error>(h)
         })
         .await
-        .map_err(|e| retryable(e.to_string()))?
-        .map_err(|e| retryable(format!("writing stripe: {e}")))?;
+        .map_err(|e| Failure::retryable(e.to_string()))?
+        .map_err(|e| Failure::retryable(format!("writing stripe: {e}")))?;
         self.hasher = Some(hasher);
         self.written += n;
         flight.progress(self.written);
@@ -222,7 +208,7 @@ async fn fill(
     flight: &Flight,
     req: &StripeRequest,
     local: bool,
-) -> Result<([u8; 32], bool), FillError> {
+) -> Result<([u8; 32], bool), Failure> {
     let (key, len) = (req.stripe.entry_key(), req.stripe.len());
     let store = node.store.clone();
     let pending = tokio::task::spawn_blocking(move || {
@@ -232,9 +218,9 @@ async fn fill(
         })
     })
     .await
-    .map_err(|e| retryable(e.to_string()))?
-    .map_err(|e| retryable(format!("no space to relay the stripe: {e}")))?;
-    let clone = |f: &File| f.try_clone().map_err(|e| retryable(e.to_string()));
+    .map_err(|e| Failure::retryable(e.to_string()))?
+    .map_err(|e| Failure::retryable(format!("no space to relay the stripe: {e}")))?;
+    let clone = |f: &File| f.try_clone().map_err(|e| Failure::retryable(e.to_string()));
     flight.start(clone(pending.file())?);
     let mut w = Writer {
         file: Arc::new(clone(pending.file())?),
@@ -251,7 +237,9 @@ async fn fill(
         && theirs != ours
     {
         suspect::report(node, peer, req).await;
-        return Err(retryable(format!("stripe from {peer} failed its checksum")));
+        return Err(Failure::retryable(format!(
+            "stripe from {peer} failed its checksum"
+        )));
     }
     if let Some((_, peer)) = claimed {
         node.record_source(key, peer);
@@ -280,14 +268,16 @@ async fn fetch(
     w: &mut Writer,
     deadline: Instant,
     local: bool,
-) -> Result<Option<([u8; 32], SocketAddr)>, FillError> {
+) -> Result<Option<([u8; 32], SocketAddr)>, Failure> {
     let m = node.membership.load_full();
     let mut unreachable: HashSet<NodeId> = HashSet::new();
     let mut last = String::from("no candidate to fetch from");
     for attempt in plan(node.id, req, local) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(retryable(format!("deadline passed; last error: {last}")));
+            return Err(Failure::retryable(format!(
+                "deadline passed; last error: {last}"
+            )));
         }
         let Attempt::Peer {
             target,
@@ -328,15 +318,7 @@ async fn fetch(
         };
         match peer_fill(node, flight, addr, &sub, w, deadline).await {
             Ok(sum) => return Ok(Some((sum, addr))),
-            Err(PeerError::Remote {
-                fatal: true,
-                message,
-            }) => {
-                return Err(FillError {
-                    fatal: true,
-                    message,
-                });
-            }
+            Err(PeerError::Remote(f)) if f.fatal => return Err(f),
             Err(e) => {
                 if e.unreachable() || e == PeerError::BreakerOpen {
                     unreachable.insert(target);
@@ -346,7 +328,9 @@ async fn fetch(
             }
         }
     }
-    Err(retryable(format!("every candidate failed; last: {last}")))
+    Err(Failure::retryable(format!(
+        "every candidate failed; last: {last}"
+    )))
 }
 
 async fn peer_fill(
@@ -389,9 +373,7 @@ async fn peer_fill(
                 stream.finish_ok();
                 return Ok(checksum);
             }
-            Frame::Error { fatal, message } => {
-                return Err(stream.fail(PeerError::Remote { fatal, message }));
-            }
+            Frame::Error(f) => return Err(stream.fail(PeerError::Remote(f))),
         }
     }
 }
@@ -404,7 +386,7 @@ async fn origin_fill(
     req: &StripeRequest,
     w: &mut Writer,
     deadline: Instant,
-) -> Result<(), FillError> {
+) -> Result<(), Failure> {
     let (start, end) = req.stripe.range();
     let mut backoff = Duration::from_millis(200);
     for attempt in 0..4 {
@@ -417,10 +399,7 @@ async fn origin_fill(
                 match body.chunk().await {
                     Ok(Some(b)) => {
                         if w.accepted() + b.len() as u64 > end - start {
-                            return Err(FillError {
-                                fatal: true,
-                                message: "origin sent more bytes than asked".into(),
-                            });
+                            return Err(Failure::fatal("origin sent more bytes than asked"));
                         }
                         node.metrics.served(Source::Origin, b.len() as u64);
                         w.push(flight, &b, None).await?;
@@ -437,19 +416,16 @@ async fn origin_fill(
             Err(e) => e,
         };
         if !err.transient() {
-            return Err(FillError {
-                fatal: true,
-                message: err.to_string(),
-            });
+            return Err(Failure::fatal(err.to_string()));
         }
         tracing::warn!(attempt, "origin: {err}");
         if Instant::now() + backoff >= deadline {
-            return Err(retryable(err.to_string()));
+            return Err(Failure::retryable(err.to_string()));
         }
         tokio::time::sleep(backoff).await;
         backoff *= 2;
     }
-    Err(retryable("origin kept failing"))
+    Err(Failure::retryable("origin kept failing"))
 }
 
 /// Pushes a stripe fresh from the origin to the first successors, so that

@@ -117,7 +117,7 @@ async fn peer_fetch(client: &reqwest::Client, addr: SocketAddr, req: &StripeRequ
                     bytes += d.len() as u64;
                 }
                 Frame::End { .. } => done = true,
-                Frame::Error { message, .. } => panic!("peer error: {message}"),
+                Frame::Error(f) => panic!("peer error: {f}"),
                 Frame::KeepAlive => {}
             }
         }
@@ -184,7 +184,7 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full { FULL } else { SMOKE };
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    shoal_agent::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
 

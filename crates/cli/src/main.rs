@@ -237,7 +237,7 @@ async fn main() -> Result<()> {
         // Colours only on a terminal: not in a pod's log or a file.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    shoal_agent::install_crypto_provider();
     match Cli::parse().cmd {
         Cmd::Agent(args) => {
             let cfg = args.settings()?.resolve()?;

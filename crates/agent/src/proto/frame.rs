@@ -1,7 +1,7 @@
 //! The wire framing of a stripe response: frames, chunk checksums and a
 //! decoder that reassembles frames from body chunks of any size.
 
-use super::ProtoError;
+use super::{Failure, ProtoError};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 
@@ -44,14 +44,8 @@ pub enum Frame {
         /// BLAKE3 of the whole stripe.
         checksum: [u8; 32],
     },
-    /// The sender gave up; `fatal` means nobody else will do better (the
-    /// origin said no).
-    Error {
-        /// Whether retrying elsewhere is pointless.
-        fatal: bool,
-        /// Why.
-        message: String,
-    },
+    /// The sender gave up (a fatal failure: nobody else will do better).
+    Error(Failure),
 }
 
 const DATA: u8 = 1;
@@ -96,11 +90,11 @@ impl Frame {
                 b.put_u64_le(*len);
                 b.put_slice(checksum);
             }
-            Frame::Error { fatal, message } => {
-                let m = &message.as_bytes()[..message.len().min(4096)];
+            Frame::Error(f) => {
+                let m = &f.message.as_bytes()[..f.message.len().min(4096)];
                 b.put_u8(ERROR);
                 b.put_u32_le(1 + m.len() as u32);
-                b.put_u8(u8::from(*fatal));
+                b.put_u8(u8::from(f.fatal));
                 b.put_slice(m);
             }
         }
@@ -203,10 +197,10 @@ impl Decoder {
                 checksum.copy_from_slice(&payload);
                 Frame::End { len: n, checksum }
             }
-            ERROR if len >= 1 => Frame::Error {
+            ERROR if len >= 1 => Frame::Error(Failure {
                 fatal: payload[0] != 0,
                 message: String::from_utf8_lossy(&payload[1..]).into_owned(),
-            },
+            }),
             _ => {
                 return Err(ProtoError::BadFrame(format!(
                     "kind {kind} with {len} bytes"
@@ -236,10 +230,7 @@ mod tests {
                 len: 1001,
                 checksum: [9; 32],
             },
-            Frame::Error {
-                fatal: true,
-                message: "origin said 404".into(),
-            },
+            Frame::Error(Failure::fatal("origin said 404")),
         ];
         let wire: Vec<u8> = frames.iter().flat_map(|f| f.encode().to_vec()).collect();
         for step in [1, 3, 64, wire.len()] {
