@@ -4,6 +4,7 @@
 
 use crate::members::ROSTER_PATH;
 use crate::node::Node;
+use crate::object::response::unsatisfiable;
 use crate::object::{ByteRange, ObjectError, open_object};
 use crate::proto::{Frame, STAT_PATH, STRIPE_LEN_HEADER, StripeQuery, StripeRequest};
 use crate::serve::suspect::{PURGE_PATH, SUSPECT_PATH, purge, recheck};
@@ -299,43 +300,14 @@ async fn object(
     let read = match open_object(&s.node, &q.url, q.digest, range).await {
         Ok(r) => r,
         Err(ObjectError::Bad(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ ObjectError::Range { .. }) => {
+        Err(e @ ObjectError::Range { size }) => {
             let mut r = error(StatusCode::RANGE_NOT_SATISFIABLE, e.to_string());
-            if let ObjectError::Range { size } = e
-                && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
-            {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
+            let (k, v) = unsatisfiable(size);
+            r.headers_mut().insert(k, v);
             return r;
         }
         Err(ObjectError::Origin(e)) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
     };
-    let status = if range.is_some() {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CONTENT_LENGTH, read.end - read.start)
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::ACCEPT_RANGES, "bytes");
-    if range.is_some() {
-        builder = builder.header(
-            header::CONTENT_RANGE,
-            format!(
-                "bytes {}-{}/{}",
-                read.start,
-                read.end.saturating_sub(1),
-                read.spec.size
-            ),
-        );
-    }
-    let body = stream::unfold(read.body, |mut rx| async move {
-        let item = rx.recv().await?;
-        Some((item, rx))
-    });
-    builder
-        .body(Body::from_stream(body))
+    read.into_response(range.is_some(), &[])
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 mod offline;
 
 use crate::node::Node;
+use crate::object::response::unsatisfiable;
 use crate::object::{ByteRange, ObjectError, open_spec};
 use crate::origin::OriginError;
 use crate::origin::registries::Upstream;
@@ -18,8 +19,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use catalog::{Catalog, Freshness, Known};
-use futures_util::stream;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use shoal_oci::manifest::{MAX_MANIFEST, Manifest};
 use shoal_oci::{Digest, ErrorCode, Name, OciError, Reference, Route, route};
 use std::collections::HashMap;
@@ -390,16 +390,15 @@ impl Mirror {
                 )
             })?),
         };
-        let base = |status: StatusCode, len: u64| {
-            Response::builder()
-                .status(status)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_LENGTH, len)
-                .header(header::ACCEPT_RANGES, "bytes")
-                .header(CONTENT_DIGEST, digest.to_string())
-        };
         if head {
-            return built(base(StatusCode::OK, size).body(Body::empty()));
+            return built(
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header::CONTENT_LENGTH, size)
+                    .header(header::ACCEPT_RANGES, "bytes")
+                    .header(CONTENT_DIGEST, digest.to_string())
+                    .body(Body::empty()),
+            );
         }
         let spec = ObjectSpec {
             url,
@@ -415,26 +414,19 @@ impl Mirror {
                     ErrorCode::RangeInvalid,
                     format!("range not satisfiable for a blob of {size} bytes"),
                 ));
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    r.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
+                let (k, v) = unsatisfiable(size);
+                r.headers_mut().insert(k, v);
                 return Ok(r);
             }
             Err(e) => return Err(OciError::new(502, ErrorCode::Unavailable, e.to_string())),
         };
-        let mut builder = match range {
-            None => base(StatusCode::OK, size),
-            Some(_) => base(StatusCode::PARTIAL_CONTENT, read.end - read.start).header(
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{size}", read.start, read.end.saturating_sub(1)),
-            ),
-        };
-        builder = builder.header(header::CACHE_CONTROL, "max-age=31536000");
-        let body = stream::unfold(read.body, |mut rx| async move {
-            let item = rx.recv().await?;
-            Some((item, rx))
-        });
-        built(builder.body(Body::from_stream(body)))
+        built(read.into_response(
+            range.is_some(),
+            &[
+                (HeaderName::from_static(CONTENT_DIGEST), digest.to_string()),
+                (header::CACHE_CONTROL, "max-age=31536000".into()),
+            ],
+        ))
     }
 }
 

@@ -4,6 +4,7 @@
 //! says what happens when they do not match).
 
 mod mismatch;
+pub mod response;
 
 use crate::node::Node;
 use crate::origin::OriginError;
