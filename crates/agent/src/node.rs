@@ -154,6 +154,12 @@ impl Node {
         f(&mut rng)
     }
 
+    /// This node's path to stripe `key` in view `m` (hops and fallbacks),
+    /// with this node's coins.
+    pub fn path_to(&self, m: &Membership, key: shoal_placement::Key) -> shoal_placement::Path {
+        self.with_rng(|rng| m.view.path(self.id, key, rng))
+    }
+
     /// The flights map, locked.
     pub fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<EntryKey, Arc<Flight>>> {
         self.flights.lock().unwrap_or_else(|p| p.into_inner())

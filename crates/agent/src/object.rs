@@ -158,7 +158,7 @@ fn request(node: &Node, spec: &ObjectSpec, index: u64, from: u64) -> StripeReque
         index,
     };
     let m = node.membership.load();
-    let path = node.with_rng(|rng| m.view.path(node.id, stripe.key(), rng));
+    let path = node.path_to(&m, stripe.key());
     StripeRequest {
         stripe,
         path: path.hops().to_vec(),

@@ -58,7 +58,7 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
         return own;
     }
     let m = node.membership.load();
-    let path = node.with_rng(|rng| m.view.path(node.id, stripe.key(), rng));
+    let path = node.path_to(&m, stripe.key());
     // The owner first, then its stand-ins, then the nearer hops.
     let hops = path.hops();
     let mut candidates: Vec<_> = hops.last().copied().into_iter().collect();

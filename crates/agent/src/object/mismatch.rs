@@ -32,7 +32,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
             senders.insert(peer);
         }
         purge(node, key).await;
-        let path = node.with_rng(|rng| m.view.path(node.id, stripe.key(), rng));
+        let path = node.path_to(&m, stripe.key());
         for id in path.hops().iter().chain(path.fallbacks()) {
             if let Some(&addr) = m.addrs.get(id).filter(|_| *id != node.id) {
                 holders.insert(addr);
