@@ -67,7 +67,7 @@ impl Default for Timeouts {
             first_byte_ceiling_ms: 2000,
             stall_floor_ms: 1500,
             stall_ceiling_ms: 5000,
-            deadline_ms: 120_000,
+            deadline_ms: crate::timing::DEFAULT_DEADLINE_MS,
             breaker_failures: 2,
             breaker_cooldown_ms: 2000,
         }

@@ -15,11 +15,10 @@ use shoal_store::Lease;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// How often a reader waiting on its writer tells its caller it is alive.
-pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(500);
+pub use crate::timing::KEEPALIVE_EVERY;
 
 /// Where a flight stands.
 #[derive(Clone, Debug, PartialEq, Eq)]

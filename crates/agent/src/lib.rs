@@ -9,13 +9,13 @@
 //!   handlers, the token check).
 //! - [`members`]: static or gossip membership, turned into views.
 //! - [`node`], [`config`], [`metrics`], [`status`]: state, settings,
-//!   observability.
+//!   observability; [`timing`]: every fixed duration, with why.
 //! - [`startup`]: what the agent sets up on its node first: labels from
 //!   its Kubernetes Node ([`kubernetes`]), containerd's hosts files
 //!   ([`containerd`]).
 //!
 //! Modules depend one way (`tests/layers.rs` fails on a cycle), lowest
-//! first: `config` (every settings table), `proto` and `metrics`; the
+//! first: `timing`, `config` (every settings table), `proto` and `metrics`; the
 //! clients `origin` (with the registries' auth) and `peer`; `flight`,
 //! `kubernetes`, `containerd`, `startup`; `node`; `members` and `serve`
 //! (`Node::serve`, the design's `serve(K, path, fallbacks)`); `object`;
@@ -37,6 +37,7 @@ pub mod proto;
 mod serve;
 pub mod startup;
 pub mod status;
+pub mod timing;
 
 pub use config::{AgentConfig, Resolved};
 pub use node::{Node, StartError};

@@ -17,9 +17,6 @@ use tokio::sync::watch;
 /// Where a member's roster is served (peer port, cluster token).
 pub const ROSTER_PATH: &str = "/peer/v1/roster";
 
-/// How long a roster fetch may take.
-const ROSTER_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The first membership view: the static list, or what `gossip` knows so
 /// far (at least this node).
 pub fn initial(c: &AgentConfig, gossip: Option<&Gossip>) -> Result<Membership, PlacementError> {
@@ -94,7 +91,7 @@ impl RosterSource for HttpRoster {
             let mut req = self
                 .client
                 .get(format!("http://{addr}{ROSTER_PATH}"))
-                .timeout(ROSTER_TIMEOUT);
+                .timeout(crate::timing::ROSTER);
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }

@@ -10,11 +10,9 @@ use http::{StatusCode, header};
 use registries::Registries;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Longest silence from an origin inside a body.
-const ORIGIN_STALL: Duration = Duration::from_secs(30);
+use crate::timing::ORIGIN_STALL;
 
 /// What an origin said no with, or how talking to it failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -114,8 +112,8 @@ impl Origin {
     ) -> Result<Self, OriginError> {
         crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .connect_timeout(crate::timing::ORIGIN_CONNECT)
+            .pool_idle_timeout(crate::timing::POOL_IDLE)
             .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_file {
             let bad = |e: String| OriginError::Tls(format!("CA file {}: {e}", path.display()));

@@ -193,12 +193,12 @@ impl Shared {
             Some(b) => (
                 clamp(b * 3, t.connect_floor_ms, t.connect_ceiling_ms),
                 clamp(
-                    b * 4 + Duration::from_millis(100),
+                    b * 4 + crate::timing::FIRST_BYTE_SLACK,
                     t.first_byte_floor_ms,
                     t.first_byte_ceiling_ms,
                 ),
                 clamp(
-                    b * 4 + Duration::from_secs(1),
+                    b * 4 + crate::timing::STALL_SLACK,
                     t.stall_floor_ms,
                     t.stall_ceiling_ms,
                 ),
@@ -297,7 +297,7 @@ impl PeerClient {
         http.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(inflight)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(crate::timing::POOL_IDLE)
             .build(Connector {
                 http,
                 shared: shared.clone(),
@@ -497,7 +497,7 @@ impl PeerClient {
         path: &str,
         req: &StripeRequest,
     ) -> Result<(), PeerError> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + crate::timing::HINT;
         let stream = self.open(addr, path, req, deadline).await?;
         stream.finish_ok();
         Ok(())

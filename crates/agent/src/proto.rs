@@ -243,7 +243,7 @@ pub const STRIPE_SIZES: (u64, u64) = (64 * 1024, 4 << 30);
 /// Largest object accepted (1 PiB).
 pub const MAX_OBJECT: u64 = 1 << 50;
 /// Longest deadline a request may carry (one hour).
-pub const MAX_TTL_MS: u64 = 3_600_000;
+pub const MAX_TTL_MS: u64 = crate::timing::MAX_DEADLINE_MS;
 
 fn bad(msg: impl Into<String>) -> ProtoError {
     ProtoError::BadRequest(msg.into())
@@ -353,7 +353,10 @@ impl StripeQuery {
             path: parse_ids(&self.path, 3, "path")?,
             fallbacks: parse_ids(&self.fb, 64, "fb")?,
             from: self.from,
-            ttl_ms: self.ttl.unwrap_or(60_000).min(MAX_TTL_MS),
+            ttl_ms: self
+                .ttl
+                .unwrap_or(crate::timing::DEFAULT_DEADLINE_MS)
+                .min(MAX_TTL_MS),
             cached: self.cached,
             relay: self.relay,
             rank: self.rank.unwrap_or(0),

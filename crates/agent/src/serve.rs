@@ -388,8 +388,8 @@ async fn origin_fill(
     deadline: Instant,
 ) -> Result<(), Failure> {
     let (start, end) = req.stripe.range();
-    let mut backoff = Duration::from_millis(200);
-    for attempt in 0..4 {
+    let mut backoff = crate::timing::ORIGIN_BACKOFF;
+    for attempt in 0..crate::timing::ORIGIN_ATTEMPTS {
         let from = start + w.accepted();
         if from >= end {
             return Ok(());

@@ -9,7 +9,7 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
-const MAX_COOLDOWN: Duration = Duration::from_secs(30);
+use crate::timing::BREAKER_MAX_COOLDOWN as MAX_COOLDOWN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
