@@ -95,9 +95,11 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Store budget: bytes (`50GiB`) or a share of the data dir's
     /// filesystem (`10%`, the default).
-    pub store_budget: String,
+    #[serde(deserialize_with = "de::budget")]
+    pub store_budget: Budget,
     /// Stripe size, the same on every node (default `64MiB`).
-    pub stripe_size: String,
+    #[serde(deserialize_with = "de::size")]
+    pub stripe_size: u64,
     /// Copies of a stripe fetched from the origin (default 2: the owner
     /// pushes one to its first successor).
     pub min_copies: usize,
@@ -158,8 +160,8 @@ impl Default for AgentConfig {
             advertise_ip: None,
             api_listen: SocketAddr::from(([127, 0, 0, 1], 7421)),
             data_dir: PathBuf::from("/var/lib/shoal"),
-            store_budget: "10%".into(),
-            stripe_size: "64MiB".into(),
+            store_budget: Budget::default(),
+            stripe_size: 64 << 20,
             min_copies: 2,
             origin_concurrency: 8,
             ca_file: None,
@@ -215,17 +217,51 @@ pub enum ConfigError {
     Invalid(&'static str, String),
 }
 
-/// Settings checked and converted for use.
+/// Settings that passed every check, with the token read from its file:
+/// what an agent runs with. It is the settings (it dereferences to
+/// [`AgentConfig`]); only [`AgentConfig::resolve`] makes one.
 #[derive(Clone, Debug)]
-pub struct Resolved {
-    /// The raw settings.
-    pub config: AgentConfig,
-    /// Store budget.
-    pub budget: Budget,
-    /// Stripe size in bytes.
-    pub stripe_size: u64,
-    /// The token, from `token` or `token_file`.
-    pub token: Option<String>,
+pub struct Resolved(AgentConfig);
+
+impl std::ops::Deref for Resolved {
+    type Target = AgentConfig;
+    fn deref(&self) -> &AgentConfig {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Resolved {
+    fn deref_mut(&mut self) -> &mut AgentConfig {
+        &mut self.0
+    }
+}
+
+/// Sizes written as text (`64MiB`, `10%`) or plain numbers of bytes,
+/// parsed when the settings are read, so a bad one names its key.
+mod de {
+    use serde::{Deserialize, Deserializer, de::Error};
+    use shoal_store::Budget;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Text::deserialize(d)? {
+            Text::Bytes(n) => Ok(n),
+            Text::Text(s) => shoal_store::parse_size(&s).map_err(D::Error::custom),
+        }
+    }
+
+    pub fn budget<'de, D: Deserializer<'de>>(d: D) -> Result<Budget, D::Error> {
+        match Text::deserialize(d)? {
+            Text::Bytes(n) => Ok(Budget::Bytes(n)),
+            Text::Text(s) => s.parse().map_err(D::Error::custom),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -260,20 +296,14 @@ impl AgentConfig {
         })
     }
 
-    /// Checks every value and resolves sizes and the token.
-    pub fn resolve(self) -> Result<Resolved, ConfigError> {
+    /// Checks every value and reads the token from its file.
+    pub fn resolve(mut self) -> Result<Resolved, ConfigError> {
         let inv = |k, m: &str| ConfigError::Invalid(k, m.to_owned());
         if self.name.is_empty() {
             return Err(inv("name", "must not be empty"));
         }
-        let budget: Budget = self
-            .store_budget
-            .parse()
-            .map_err(|e: String| inv("store_budget", &e))?;
-        let stripe_size =
-            shoal_store::parse_size(&self.stripe_size).map_err(|e| inv("stripe_size", &e))?;
         let (lo, hi) = crate::proto::STRIPE_SIZES;
-        if !(lo..=hi).contains(&stripe_size) {
+        if !(lo..=hi).contains(&self.stripe_size) {
             return Err(inv("stripe_size", "must be between 64KiB and 4GiB"));
         }
         for (k, v) in [
@@ -318,12 +348,9 @@ impl AgentConfig {
         if token.as_deref() == Some("") {
             return Err(inv("token", "must not be empty when set"));
         }
-        Ok(Resolved {
-            budget,
-            stripe_size,
-            token,
-            config: self,
-        })
+        // From here on `token` is the secret, wherever it came from.
+        self.token = token;
+        Ok(Resolved(self))
     }
 }
 
@@ -350,7 +377,7 @@ mod tests {
         assert_eq!(c.timeouts.connect_ceiling_ms, 500);
         assert_eq!(c.timeouts.stall_floor_ms, 1500);
         let r = c.resolve().unwrap();
-        assert_eq!(r.budget, Budget::Bytes(2 << 30));
+        assert_eq!(r.store_budget, Budget::Bytes(2 << 30));
         assert_eq!(r.stripe_size, 64 << 20);
         assert!(toml::from_str::<AgentConfig>("nmae = \"x\"").is_err());
     }
@@ -373,8 +400,13 @@ mod tests {
             f(&mut c);
             c.resolve().is_err()
         };
-        assert!(bad(|c| c.stripe_size = "1KiB".into()));
-        assert!(bad(|c| c.store_budget = "lots".into()));
+        assert!(bad(|c| c.stripe_size = 1024));
+        assert!(toml::from_str::<AgentConfig>("store_budget = \"lots\"").is_err());
+        assert!(toml::from_str::<AgentConfig>("stripe_size = \"1 pint\"").is_err());
+        let c: AgentConfig =
+            toml::from_str("stripe_size = 1048576\nstore_budget = \"25%\"").unwrap();
+        assert_eq!(c.stripe_size, 1 << 20);
+        assert_eq!(c.store_budget, Budget::Percent(25.0));
         assert!(bad(|c| c.min_copies = 0));
         assert!(bad(|c| c.token = Some(String::new())));
         assert!(bad(|c| {

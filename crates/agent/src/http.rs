@@ -38,7 +38,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// The peer-protocol router.
 pub fn peer_router(node: Arc<Node>) -> Router {
     let state = AppState {
-        inbound: Arc::new(Semaphore::new(node.cfg.config.inbound_limit)),
+        inbound: Arc::new(Semaphore::new(node.cfg.inbound_limit)),
         node,
     };
     let peer = Router::new()
@@ -55,7 +55,7 @@ pub fn peer_router(node: Arc<Node>) -> Router {
 /// The local API router.
 pub fn api_router(node: Arc<Node>) -> Router {
     let state = AppState {
-        inbound: Arc::new(Semaphore::new(node.cfg.config.inbound_limit)),
+        inbound: Arc::new(Semaphore::new(node.cfg.inbound_limit)),
         node,
     };
     Router::new()

@@ -62,7 +62,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let host = startup::prepare(&mut cfg).await;
-    let c = &cfg.config;
+    let c: &AgentConfig = &cfg;
     if cfg.token.is_none() {
         tracing::warn!(
             listen = %c.listen,
@@ -86,7 +86,7 @@ pub async fn run(
         tracing::info!(peers = c.peers.len(), "static membership");
         None
     };
-    let membership = members::initial(&cfg.config, gossip.as_ref())?;
+    let membership = members::initial(&cfg, gossip.as_ref())?;
     let node = Node::new(cfg, gossip.clone(), membership, host)?;
     if let Some(g) = gossip {
         members::follow(&node, g).map_err(|e| StartError::Gossip(e.to_string()))?;

@@ -110,7 +110,7 @@ impl RosterSource for HttpRoster {
 /// Starts gossip for `node`: keeps its view in step with the roster and
 /// keeps it in the cluster (seeds, retries, anti-entropy).
 pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
-    let c = &node.cfg.config;
+    let c = &node.cfg;
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -36,7 +36,7 @@ struct Mirror {
 
 /// The router of the mirror port.
 pub fn router(node: Arc<Node>) -> Router {
-    let c = &node.cfg.config.mirror;
+    let c = &node.cfg.mirror;
     let catalog = Catalog::new(
         Duration::from_millis(c.tag_ttl_ms),
         Duration::from_millis(c.stale_if_error_ms),

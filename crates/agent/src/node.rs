@@ -108,11 +108,11 @@ impl Node {
         membership: Membership,
         host: crate::startup::HostReport,
     ) -> Result<Arc<Node>, StartError> {
-        let c = &cfg.config;
+        let c: &crate::AgentConfig = &cfg;
         let mut metrics = Metrics::default();
         host.record(&mut metrics, c.labels.len());
         let metrics = Arc::new(metrics);
-        let store = Store::open(&c.data_dir, cfg.budget)?;
+        let store = Store::open(&c.data_dir, cfg.store_budget)?;
         let id = NodeId::from_name(&c.name);
         let peer_client = PeerClient::new(
             c.timeouts.clone(),

@@ -164,7 +164,7 @@ fn request(node: &Node, spec: &ObjectSpec, index: u64, from: u64) -> StripeReque
         path: path.hops().to_vec(),
         fallbacks: path.fallbacks().to_vec(),
         from,
-        ttl_ms: node.cfg.config.timeouts.deadline_ms,
+        ttl_ms: node.cfg.timeouts.deadline_ms,
         cached: false,
         relay: false,
         rank: crate::proto::LOCAL_RANK,
@@ -255,7 +255,7 @@ async fn stream_object(
         let mut window = VecDeque::new();
         let mut next = first;
         for i in first..=last {
-            while next <= last && window.len() < node.cfg.config.readahead {
+            while next <= last && window.len() < node.cfg.readahead {
                 let from = if next == first { start - first * ss } else { 0 };
                 let req = request(&node, &spec, next, from);
                 window.push_back(node.serve(req, true).await);

@@ -431,7 +431,7 @@ async fn origin_fill(
 /// Pushes a stripe fresh from the origin to the first successors, so that
 /// `min_copies` nodes hold it.
 fn replicate(node: &Arc<Node>, req: &StripeRequest) {
-    let want = node.cfg.config.min_copies.saturating_sub(1);
+    let want = node.cfg.min_copies.saturating_sub(1);
     if want == 0 {
         return;
     }
@@ -451,7 +451,7 @@ fn replicate(node: &Arc<Node>, req: &StripeRequest) {
             path: vec![node.id],
             fallbacks: Vec::new(),
             from: 0,
-            ttl_ms: node.cfg.config.timeouts.deadline_ms,
+            ttl_ms: node.cfg.timeouts.deadline_ms,
             cached: false,
             relay: true,
             rank: crate::proto::LOCAL_RANK,

@@ -78,7 +78,7 @@ impl HostReport {
 /// Reads the Node's labels when asked to (and `labels` is not set), then
 /// writes and checks containerd's hosts files.
 pub async fn prepare(cfg: &mut Resolved) -> HostReport {
-    let c = &mut cfg.config;
+    let c: &mut crate::AgentConfig = cfg;
     let topology = if c.kubernetes.node_labels && c.labels.is_empty() {
         match crate::kubernetes::node_topology(&c.kubernetes, &c.name).await {
             Ok(t) => {

@@ -98,11 +98,7 @@ pub async fn status(node: &Node) -> Status {
             .map(|(id, member, alive)| MemberStatus {
                 name: member.name.to_string(),
                 id: id.to_string(),
-                addr: m
-                    .addrs
-                    .get(&id)
-                    .copied()
-                    .unwrap_or(node.cfg.config.data_addr()),
+                addr: m.addrs.get(&id).copied().unwrap_or(node.cfg.data_addr()),
                 labels: member.labels.as_slice().to_vec(),
                 state: if alive {
                     MemberState::Alive
@@ -118,7 +114,7 @@ pub async fn status(node: &Node) -> Status {
     let s = node.store.stats();
     let lookups = s.hits + s.misses;
     Status {
-        name: node.cfg.config.name.clone(),
+        name: node.cfg.name.clone(),
         membership: if records.is_some() {
             "gossip"
         } else {

@@ -75,10 +75,10 @@ struct AgentArgs {
     data_dir: Option<PathBuf>,
     /// Store budget: bytes like 50GiB, or a share like 10% (the default).
     #[arg(long, env = "SHOAL_STORE_BUDGET")]
-    store_budget: Option<String>,
+    store_budget: Option<shoal_store::Budget>,
     /// Stripe size, the same on every node (default 64MiB).
-    #[arg(long, env = "SHOAL_STRIPE_SIZE")]
-    stripe_size: Option<String>,
+    #[arg(long, env = "SHOAL_STRIPE_SIZE", value_parser = shoal_store::parse_size)]
+    stripe_size: Option<u64>,
     /// Copies kept of a stripe fetched from the origin (default 2).
     #[arg(long, env = "SHOAL_MIN_COPIES")]
     min_copies: Option<usize>,

@@ -64,7 +64,7 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
     let mut candidates: Vec<_> = hops.last().copied().into_iter().collect();
     candidates.extend(path.fallbacks());
     candidates.extend(hops.iter().rev().skip(1));
-    let req = StripeRequest::about(stripe, node.cfg.config.timeouts.deadline_ms);
+    let req = StripeRequest::about(stripe, node.cfg.timeouts.deadline_ms);
     for id in candidates {
         if id == node.id {
             continue;

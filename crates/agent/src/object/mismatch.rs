@@ -38,10 +38,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
                 holders.insert(addr);
             }
         }
-        requests.push(StripeRequest::about(
-            stripe,
-            node.cfg.config.timeouts.deadline_ms,
-        ));
+        requests.push(StripeRequest::about(stripe, node.cfg.timeouts.deadline_ms));
     }
     holders.extend(senders.iter().copied());
     tracing::error!(
