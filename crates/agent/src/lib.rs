@@ -54,13 +54,76 @@ use axum::serve::ListenerExt;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Runs an agent until `shutdown` completes. Then it leaves the cluster
-/// (gossip announces it at once), stops taking new work, lets transfers in
-/// progress finish for up to `drain_ms`, and returns.
+/// A running agent (see [`start`]): the addresses it bound, its state,
+/// and the handle that stops it.
+pub struct Running {
+    /// Where the peer protocol (and gossip, over UDP) listens: the port
+    /// the system chose when `listen` named port 0.
+    pub peer: std::net::SocketAddr,
+    /// Where the local API listens.
+    pub api: std::net::SocketAddr,
+    /// Where the OCI mirror listens.
+    pub mirror: std::net::SocketAddr,
+    /// The node's state.
+    pub node: std::sync::Arc<Node>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Leaves the cluster (gossip announces it at once), stops taking new
+    /// work, lets transfers in progress finish for up to `drain_ms`, and
+    /// returns once the servers have stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.done).await;
+    }
+}
+
+/// Runs an agent until `shutdown` completes, then stops it as
+/// [`Running::stop`] does (or until its servers end by themselves).
 pub async fn run(
-    mut cfg: Resolved,
+    cfg: Resolved,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let mut running = start(cfg).await?;
+    tokio::select! {
+        _ = shutdown => running.stop().await,
+        // The servers ended by themselves (each logged why).
+        _ = &mut running.done => {}
+    }
+    Ok(())
+}
+
+/// Starts an agent: sets up its node, binds its three ports (port 0 takes
+/// any free port; the node advertises the one it got), joins the cluster
+/// and serves in the background until [`Running::stop`].
+pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
+    // Frames go out one chunk at a time as they arrive from upstream, so
+    // Nagle's algorithm would hold each chunk's tail for the peer's
+    // delayed ACK; every accepted connection gets TCP_NODELAY.
+    let bind = |addr| async move {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let tapped = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY: {e}");
+            }
+        });
+        Ok::<_, StartError>((tapped, local))
+    };
+    let (peer_l, listen) = bind(cfg.listen).await?;
+    let (api_l, api_listen) = bind(cfg.api_listen).await?;
+    let (mirror_l, mirror_listen) = bind(cfg.mirror.listen).await?;
+    cfg.listen = listen;
+    cfg.api_listen = api_listen;
+    cfg.mirror.listen = mirror_listen;
     let host = startup::prepare(&mut cfg).await;
     let c: &AgentConfig = &cfg;
     if cfg.token.is_none() {
@@ -69,7 +132,6 @@ pub async fn run(
             "no cluster token is set: anyone who can reach this address can use the peer protocol; set `token` or `token_file`"
         );
     }
-    let (listen, api_listen, mirror_listen) = (c.listen, c.api_listen, c.mirror.listen);
     let drain = std::time::Duration::from_millis(c.drain_ms);
     let gossip = if c.peers.is_empty() {
         let (bind, _) = c.gossip_addrs();
@@ -91,27 +153,12 @@ pub async fn run(
     if let Some(g) = gossip {
         members::follow(&node, g).map_err(|e| StartError::Gossip(e.to_string()))?;
     }
-    // Frames go out one chunk at a time as they arrive from upstream, so
-    // Nagle's algorithm would hold each chunk's tail for the peer's
-    // delayed ACK; every accepted connection gets TCP_NODELAY.
-    let bind = |addr| async move {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
-        Ok::<_, StartError>(listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY: {e}");
-            }
-        }))
-    };
-    let peer_l = bind(listen).await?;
-    let api_l = bind(api_listen).await?;
-    let mirror_l = bind(mirror_listen).await?;
     tracing::info!(id = %node.id, peer = %listen, api = %api_listen, mirror = %mirror_listen, "agent listening");
+    let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let leaving = node.clone();
     tokio::spawn(async move {
-        shutdown.await;
+        let _ = stop_requested.await;
         leaving
             .draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -132,23 +179,32 @@ pub async fn run(
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let mirror = axum::serve(mirror_l, mirror::router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let servers = async { tokio::join!(peer, api, mirror) };
-    tokio::pin!(servers);
-    // Serve until stopped; then give transfers in progress `drain`.
-    let (a, b, m) = tokio::select! {
-        r = &mut servers => r,
-        _ = async {
-            stopped(stop_rx).await;
-            tokio::time::sleep(drain).await;
-        } => {
-            tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time is up; dropping transfers still running");
-            return Ok(());
+    let done = tokio::spawn(async move {
+        let servers = async { tokio::join!(peer, api, mirror) };
+        tokio::pin!(servers);
+        // Serve until stopped; then give transfers in progress `drain`.
+        let (a, b, m) = tokio::select! {
+            r = &mut servers => r,
+            _ = async {
+                stopped(stop_rx).await;
+                tokio::time::sleep(drain).await;
+            } => {
+                tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time is up; dropping transfers still running");
+                return;
+            }
+        };
+        for r in [a, b, m] {
+            if let Err(e) = r {
+                tracing::error!("server: {e}");
+            }
         }
-    };
-    for r in [a, b, m] {
-        if let Err(e) = r {
-            tracing::error!("server: {e}");
-        }
-    }
-    Ok(())
+    });
+    Ok(Running {
+        peer: listen,
+        api: api_listen,
+        mirror: mirror_listen,
+        node,
+        stop: Some(stop),
+        done,
+    })
 }
