@@ -174,3 +174,49 @@ async fn an_agent_started_on_port_zero_advertises_the_port_it_got() {
     assert_eq!(m.addrs.get(&a.node.id), Some(&a.peer));
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_refuses_replication_hints() {
+    let bytes = vec![1u8; 200_000];
+    let (addr, origin) = origin(bytes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agents = cluster(2, &dir, 1 << 16).await;
+    let (a, b) = (&agents[0], &agents[1]);
+    let hint = shoal_agent::proto::StripeRequest {
+        stripe: shoal_agent::proto::StripeRef {
+            object: shoal_agent::proto::ObjectSpec {
+                url: format!("http://{addr}/object"),
+                size: 200_000,
+                validator: Some("\"v1\"".into()),
+                digest: None,
+            },
+            stripe_size: 1 << 16,
+            index: 0,
+        },
+        path: vec![b.node.id],
+        fallbacks: Vec::new(),
+        from: 0,
+        ttl_ms: 10_000,
+        cached: false,
+        relay: true,
+        rank: shoal_agent::proto::LOCAL_RANK,
+    };
+    a.node.draining.store(true, Ordering::SeqCst);
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}{}?{}",
+            a.peer,
+            shoal_agent::REPLICATE_PATH,
+            hint.to_query()
+        ))
+        .bearer_auth("in-process")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a leaving node takes no new work");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(origin.sent.load(Ordering::SeqCst), 0, "nothing was pulled");
+    for a in agents {
+        a.stop().await;
+    }
+}
