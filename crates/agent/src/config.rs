@@ -141,7 +141,7 @@ pub struct AgentConfig {
     /// On SIGTERM or SIGINT, how long transfers in progress may take to
     /// finish after the node has announced its leave (default 10000).
     pub drain_ms: u64,
-    /// Timeout bounds.
+    /// Peer timeout bounds, the request deadline and breakers.
     pub timeouts: Timeouts,
     /// The OCI mirror port and the registries it mirrors.
     pub mirror: MirrorConfig,

@@ -35,7 +35,7 @@ pub enum FlightState {
         /// BLAKE3 of the stripe.
         checksum: [u8; 32],
     },
-    /// Given up.
+    /// Given up: readers send the failure on as an error frame.
     Failed(Failure),
 }
 
@@ -85,17 +85,17 @@ impl Flight {
         self.state.send_replace(FlightState::Running { written: 0 });
     }
 
-    /// Publishes progress.
+    /// Publishes that `written` bytes are in the file, waking readers.
     pub fn progress(&self, written: u64) {
         self.state.send_replace(FlightState::Running { written });
     }
 
-    /// Publishes completion.
+    /// Publishes that the stripe is complete and verified as `checksum`.
     pub fn done(&self, checksum: [u8; 32]) {
         self.state.send_replace(FlightState::Done { checksum });
     }
 
-    /// Publishes failure.
+    /// Publishes that the flight gave up; readers pass the failure on.
     pub fn fail(&self, failure: Failure) {
         self.state.send_replace(FlightState::Failed(failure));
     }

@@ -59,7 +59,7 @@ pub enum StartError {
 pub struct Node {
     /// This node's id.
     pub id: NodeId,
-    /// Settings.
+    /// The settings it runs with (checked, token read).
     pub cfg: Resolved,
     /// The current membership; a change swaps in a new one atomically.
     pub membership: ArcSwap<Membership>,
@@ -70,9 +70,10 @@ pub struct Node {
     /// The client this node calls its peers with (pools, timeouts,
     /// breakers).
     pub peer_client: PeerClient,
-    /// Client for origins.
+    /// The client it fetches from origins and registries with (a bound
+    /// on concurrent requests, registry auth).
     pub origin: Origin,
-    /// Metrics.
+    /// Its Prometheus metrics, shared with the clients that count.
     pub metrics: Arc<Metrics>,
     /// Gossip, unless membership is a static list.
     pub gossip: Option<Gossip>,

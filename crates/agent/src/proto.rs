@@ -58,11 +58,12 @@ impl ObjectSpec {
 /// One stripe of an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StripeRef {
-    /// The object.
+    /// The object it is cut from; its identity is part of the stripe key.
     pub object: ObjectSpec,
-    /// The cluster's stripe size.
+    /// The cluster's stripe size (the same on every node).
     pub stripe_size: u64,
-    /// Which stripe.
+    /// Its position in the object, from 0: it covers bytes
+    /// `[index * stripe_size, (index + 1) * stripe_size)`, cut at the end.
     pub index: u64,
 }
 
@@ -107,7 +108,7 @@ pub struct Failure {
     /// Whether nobody else would do better (the origin said no), so there
     /// is no point trying elsewhere.
     pub fatal: bool,
-    /// Why.
+    /// What went wrong, for logs and for the node that asked.
     pub message: String,
 }
 
@@ -152,17 +153,18 @@ pub enum ProtoError {
 /// The query of a stripe request, as it arrives.
 #[derive(Debug, Default, Deserialize)]
 pub struct StripeQuery {
-    /// Origin URL.
+    /// The object's origin URL (`ObjectSpec::url`).
     pub url: String,
-    /// Object size.
+    /// The object's size in bytes.
     pub size: u64,
-    /// Validator.
+    /// The origin's ETag or Last-Modified for it, part of its identity
+    /// when there is no digest.
     pub v: Option<String>,
     /// Expected whole-object digest.
     pub d: Option<String>,
-    /// Stripe size.
+    /// The cluster's stripe size, checked against the receiver's own.
     pub ss: u64,
-    /// Stripe index.
+    /// Which stripe of the object.
     pub i: u64,
     /// Remaining hops, comma-separated node ids.
     #[serde(default)]
@@ -188,19 +190,23 @@ pub struct StripeQuery {
 /// A validated stripe request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StripeRequest {
-    /// The stripe.
+    /// The stripe asked for.
     pub stripe: StripeRef,
-    /// Remaining hops.
+    /// The hops still to go after the receiver, nearest first; empty when
+    /// the receiver is the owner (or stands in for it).
     pub path: Vec<NodeId>,
-    /// Stand-ins for the owner.
+    /// The owner's successors, which stand in for it when it is down.
     pub fallbacks: Vec<NodeId>,
-    /// First byte wanted.
+    /// The first byte wanted, within the stripe (a resumed transfer asks
+    /// for what it does not have yet).
     pub from: u64,
-    /// Milliseconds left.
+    /// Milliseconds the requester still waits; every retry must fit.
     pub ttl_ms: u64,
-    /// Peek only.
+    /// Answer only from the store: never fetch or forward (a peek at a
+    /// previous owner, a stat, a purge).
     pub cached: bool,
-    /// Relay only.
+    /// Only try the first hop, never a fallback or the origin: the request
+    /// is a relay around a link the requester cannot use itself.
     pub relay: bool,
     /// The rank of the flight that sent this request ([`LOCAL_RANK`] for a
     /// node's own client). A node joins its own flight for the stripe only
