@@ -256,7 +256,7 @@ async fn replicate(State(s): State<AppState>, Stripe(req): Stripe) -> Response {
         return busy();
     };
     let node = s.node.clone();
-    tokio::spawn(async move {
+    s.node.spawn(async move {
         pull_replica(node, req).await;
         drop(permit);
     });

@@ -168,6 +168,8 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
                 _ => tracing::warn!("could not announce the leave; draining anyway"),
             }
         }
+        // The membership followers end; the view stays as it is.
+        leaving.stopping.cancel();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -179,24 +181,43 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let mirror = axum::serve(mirror_l, mirror::router(node.clone()))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let tasks = node.tasks.clone();
     let done = tokio::spawn(async move {
+        let stopped_at = std::sync::Arc::new(std::sync::OnceLock::new());
+        let mark = stopped_at.clone();
         let servers = async { tokio::join!(peer, api, mirror) };
         tokio::pin!(servers);
         // Serve until stopped; then give transfers in progress `drain`.
-        let (a, b, m) = tokio::select! {
-            r = &mut servers => r,
+        let results = tokio::select! {
+            r = &mut servers => Some(r),
             _ = async {
                 stopped(stop_rx).await;
+                let _ = mark.set(tokio::time::Instant::now());
                 tokio::time::sleep(drain).await;
-            } => {
-                tracing::warn!(drain_ms = drain.as_millis() as u64, "drain time is up; dropping transfers still running");
-                return;
-            }
+            } => None,
         };
-        for r in [a, b, m] {
-            if let Err(e) = r {
-                tracing::error!("server: {e}");
+        match results {
+            Some(rs) => {
+                for r in [rs.0, rs.1, rs.2] {
+                    if let Err(e) = r {
+                        tracing::error!("server: {e}");
+                    }
+                }
             }
+            None => tracing::warn!(
+                drain_ms = drain.as_millis() as u64,
+                "drain time is up; dropping transfers still running"
+            ),
+        }
+        // Work the servers no longer wait for (flights for peers,
+        // replication, recovery reads) gets what is left of the drain.
+        let since = stopped_at
+            .get()
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        tasks.close();
+        let left = drain.saturating_sub(since);
+        if tokio::time::timeout(left, tasks.wait()).await.is_err() {
+            tracing::warn!(tasks = tasks.len(), "stopping with tasks still running");
         }
     });
     Ok(Running {

@@ -121,7 +121,7 @@ pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
         peers: node.peer_client.clone(),
     });
     let g = &c.gossip;
-    tokio::spawn(bootstrap::run(
+    node.spawn_loop(bootstrap::run(
         gossip.clone(),
         c.seeds.clone(),
         source,
@@ -129,7 +129,7 @@ pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
         Duration::from_millis(g.sync_ms),
         node.id.0,
     ));
-    tokio::spawn(swap_views(node.clone(), gossip.subscribe()));
+    node.spawn_loop(swap_views(node.clone(), gossip.subscribe()));
     Ok(())
 }
 

@@ -79,6 +79,12 @@ pub struct Node {
     pub gossip: Option<Gossip>,
     /// Set once the node is shutting down: it takes no new work.
     pub draining: AtomicBool,
+    /// Every task this node spawns (flights, pumps, replication, recovery
+    /// reads, membership followers): stopping waits for them up to the
+    /// drain time, and says how many it had to leave behind.
+    pub tasks: tokio_util::task::TaskTracker,
+    /// Cancelled when the agent stops: ends its background loops.
+    pub stopping: tokio_util::sync::CancellationToken,
     /// What start-up found on this node (labels' source, containerd).
     pub host: crate::startup::HostReport,
     /// Which peer sent each stripe this node fetched from one, kept for
@@ -137,6 +143,8 @@ impl Node {
             membership: ArcSwap::from_pointee(membership),
             gossip,
             draining: AtomicBool::new(false),
+            tasks: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
             host,
             store,
             flights: Mutex::new(HashMap::new()),
@@ -147,6 +155,22 @@ impl Node {
             rng: Mutex::new(StdRng::seed_from_u64(seed(id))),
             cfg,
         }))
+    }
+
+    /// Spawns `f` as one of this node's tasks.
+    pub fn spawn(&self, f: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(f);
+    }
+
+    /// Spawns a background loop that ends when the agent stops.
+    pub fn spawn_loop(&self, f: impl Future<Output = ()> + Send + 'static) {
+        let stopping = self.stopping.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = stopping.cancelled() => {}
+                _ = f => {}
+            }
+        });
     }
 
     /// Runs `f` with this node's RNG (path coins).

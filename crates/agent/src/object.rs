@@ -136,7 +136,7 @@ fn open_inner(
             .ok_or(ObjectError::Range { size: spec.size })?,
     };
     let (tx, body) = mpsc::channel(4);
-    tokio::spawn(stream_object(
+    node.spawn(stream_object(
         node.clone(),
         spec.clone(),
         (start, end),

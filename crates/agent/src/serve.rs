@@ -70,7 +70,7 @@ impl Node {
                         let _ = store.remove(&key);
                     };
                     // Peers check the whole stripe themselves; see `suspect`.
-                    tokio::spawn(pump_lease(lease, req.from, tx, on_corrupt, local));
+                    self.spawn(pump_lease(lease, req.from, tx, on_corrupt, local));
                     return Ok(rx);
                 }
                 Ok(None) => {}
@@ -98,9 +98,9 @@ impl Node {
         if joined {
             self.metrics.singleflight_joins.inc();
         } else {
-            tokio::spawn(run_flight(self.clone(), flight.clone(), req.clone(), local));
+            self.spawn(run_flight(self.clone(), flight.clone(), req.clone(), local));
         }
-        tokio::spawn(pump_flight(flight, req.from, tx));
+        self.spawn(pump_flight(flight, req.from, tx));
         Ok(rx)
     }
 }
@@ -456,9 +456,9 @@ fn replicate(node: &Arc<Node>, req: &StripeRequest) {
             relay: true,
             rank: crate::proto::LOCAL_RANK,
         };
-        let node = node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = node.peer_client.notify(addr, REPLICATE_PATH, &hint).await {
+        let node2 = node.clone();
+        node.spawn(async move {
+            if let Err(e) = node2.peer_client.notify(addr, REPLICATE_PATH, &hint).await {
                 tracing::debug!(peer = %addr, "replication hint failed: {e}");
             }
         });

@@ -149,8 +149,11 @@ async fn concurrent_reads_on_every_node_fetch_each_byte_from_the_origin_once() {
     }
     // The stripes came from the origin once (HEADs send no body).
     assert_eq!(origin.sent.load(Ordering::SeqCst), bytes.len() as u64);
+    // Stopping waits for flights and replication: none outlives it.
     for a in agents {
+        let node = a.node.clone();
         a.stop().await;
+        assert!(node.tasks.is_empty(), "{} tasks left", node.tasks.len());
     }
 }
 
@@ -172,7 +175,21 @@ async fn an_agent_started_on_port_zero_advertises_the_port_it_got() {
     assert_eq!(a.node.cfg.data_addr(), a.peer);
     let m = a.node.membership.load();
     assert_eq!(m.addrs.get(&a.node.id), Some(&a.peer));
+    drop(m);
+    // Stopping leaves nothing behind: its gossip followers end with it.
+    let node = a.node.clone();
+    assert!(!node.tasks.is_empty(), "gossip followers run");
     a.stop().await;
+    assert!(
+        node.tasks.is_empty(),
+        "{} tasks outlived the stop",
+        node.tasks.len()
+    );
+    assert_eq!(
+        std::sync::Arc::strong_count(&node),
+        1,
+        "nothing holds the node"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
         }
     }
     if refetch {
-        tokio::spawn(read_again(node.clone(), spec.clone()));
+        node.spawn(read_again(node.clone(), spec.clone()));
     }
 }
 
