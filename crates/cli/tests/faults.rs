@@ -57,6 +57,19 @@ fn rollout_with_fault(fault: impl FnOnce(&mut Agent)) {
     while progress(&outs) < total / 5 && start.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The fault must land mid-transfer: a fifth in, no get finished, and
+    // the victim already serving.
+    let at_fault = progress(&outs);
+    assert!(
+        at_fault >= total / 5,
+        "the gets never got a fifth in: {at_fault} of {total}"
+    );
+    assert!(
+        outs.iter().all(|o| !o.exists()),
+        "a get had finished before the fault"
+    );
+    let victim_served = cluster.agents[victim].metric("shoal_served_bytes_total");
+    assert!(victim_served > 0.0, "the victim had served nothing yet");
     fault(&mut cluster.agents[victim]);
     for (child, out) in gets {
         let (ok, err) = finish(child, &out);
