@@ -236,8 +236,8 @@ pub async fn node_topology(cfg: &KubernetesConfig, name: &str) -> Result<Topolog
     crate::install_crypto_provider();
     let client = reqwest::Client::builder()
         .tls_certs_only(certs)
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(4))
+        .connect_timeout(crate::timing::KUBE_CONNECT)
+        .timeout(crate::timing::KUBE_REQUEST)
         .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| KubeError::Transport {
@@ -245,7 +245,7 @@ pub async fn node_topology(cfg: &KubernetesConfig, name: &str) -> Result<Topolog
             message: e.to_string(),
         })?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(cfg.timeout_ms);
-    let mut wait = Duration::from_millis(250);
+    let mut wait = crate::timing::KUBE_BACKOFF;
     loop {
         let attempt = tokio::time::timeout_at(deadline, get_once(&client, &url, cfg, name));
         match attempt.await {
@@ -253,7 +253,7 @@ pub async fn node_topology(cfg: &KubernetesConfig, name: &str) -> Result<Topolog
             Ok(Err(e)) if e.transient() && tokio::time::Instant::now() + wait < deadline => {
                 tracing::debug!("node labels: {e}; trying again");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
+                wait = (wait * 2).min(crate::timing::KUBE_BACKOFF_MAX);
             }
             Ok(Err(e)) => return Err(e),
             Err(_) => {

@@ -15,7 +15,7 @@
 //!   ([`containerd`]).
 //!
 //! Modules depend one way (`tests/layers.rs` fails on a cycle), lowest
-//! first: `timing`, `config` (every settings table), `proto` and `metrics`; the
+//! first: `timing`, `proto`, `config` (every settings table) and `metrics`; the
 //! clients `origin` (with the registries' auth) and `peer`; `flight`,
 //! `kubernetes`, `containerd`, `startup`; `node`; `members` and `serve`
 //! (`Node::serve`, the design's `serve(K, path, fallbacks)`); `object`;
@@ -52,13 +52,13 @@ pub fn install_crypto_provider() {
 
 use axum::serve::ListenerExt;
 use std::future::Future;
-use tokio::net::TcpListener;
 
 /// A running agent (see [`start`]): the addresses it bound, its state,
 /// and the handle that stops it.
 pub struct Running {
-    /// Where the peer protocol (and gossip, over UDP) listens: the port
-    /// the system chose when `listen` named port 0.
+    /// Where the peer protocol listens: the port the system chose when
+    /// `listen` named port 0 (gossip uses it over UDP too, unless
+    /// `gossip_listen` says otherwise).
     pub peer: std::net::SocketAddr,
     /// Where the local API listens.
     pub api: std::net::SocketAddr,
@@ -101,26 +101,43 @@ pub async fn run(
 /// any free port; the node advertises the one it got), joins the cluster
 /// and serves in the background until [`Running::stop`].
 pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
+    // The ports are bound first, so that port 0 works and the node
+    // advertises the port it got, but they listen only once the node is
+    // ready: until then a connection is refused at once, and peers and
+    // containerd go elsewhere instead of waiting.
+    let bind = |addr: std::net::SocketAddr| {
+        let err = |source| StartError::Bind { addr, source };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(err)?;
+        // A restarted agent takes its port back from TIME_WAIT; port 0
+        // must get a port nobody holds, so no reuse there.
+        if addr.port() != 0 {
+            socket.set_reuseaddr(true).map_err(err)?;
+        }
+        socket.bind(addr).map_err(err)?;
+        let local = socket.local_addr().map_err(err)?;
+        Ok::<_, StartError>((socket, local))
+    };
     // Frames go out one chunk at a time as they arrive from upstream, so
     // Nagle's algorithm would hold each chunk's tail for the peer's
     // delayed ACK; every accepted connection gets TCP_NODELAY.
-    let bind = |addr| async move {
-        let listener = TcpListener::bind(addr)
-            .await
+    let listen_on = |socket: tokio::net::TcpSocket, addr| {
+        let listener = socket
+            .listen(1024)
             .map_err(|source| StartError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let tapped = listener.tap_io(|tcp| {
+        Ok::<_, StartError>(listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!("TCP_NODELAY: {e}");
             }
-        });
-        Ok::<_, StartError>((tapped, local))
+        }))
     };
-    let (peer_l, listen) = bind(cfg.listen).await?;
-    let (api_l, api_listen) = bind(cfg.api_listen).await?;
-    let (mirror_l, mirror_listen) = bind(cfg.mirror.listen).await?;
+    let (peer_s, listen) = bind(cfg.listen)?;
+    let (api_s, api_listen) = bind(cfg.api_listen)?;
+    let (mirror_s, mirror_listen) = bind(cfg.mirror.listen)?;
     cfg.listen = listen;
     cfg.api_listen = api_listen;
     cfg.mirror.listen = mirror_listen;
@@ -153,6 +170,9 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
     if let Some(g) = gossip {
         members::follow(&node, g).map_err(|e| StartError::Gossip(e.to_string()))?;
     }
+    let peer_l = listen_on(peer_s, listen)?;
+    let api_l = listen_on(api_s, api_listen)?;
+    let mirror_l = listen_on(mirror_s, mirror_listen)?;
     tracing::info!(id = %node.id, peer = %listen, api = %api_listen, mirror = %mirror_listen, "agent listening");
     let (stop, stop_requested) = tokio::sync::oneshot::channel::<()>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -163,7 +183,7 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
             .draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(g) = &leaving.gossip {
-            match tokio::time::timeout(std::time::Duration::from_secs(1), g.leave()).await {
+            match tokio::time::timeout(timing::LEAVE, g.leave()).await {
                 Ok(Ok(())) => tracing::info!("left the cluster; draining"),
                 _ => tracing::warn!("could not announce the leave; draining anyway"),
             }

@@ -10,7 +10,7 @@ mod offline;
 
 use crate::node::Node;
 use crate::object::response::unsatisfiable;
-use crate::object::{ByteRange, ObjectError, open_spec};
+use crate::object::{ByteRange, ObjectError, open_spec, open_spec_guessed};
 use crate::origin::OriginError;
 use crate::origin::registries::Upstream;
 use crate::proto::ObjectSpec;
@@ -258,7 +258,9 @@ impl Mirror {
         if head {
             return built(builder.body(Body::empty()));
         }
-        let bytes = self.fetch_manifest(up, name, &digest, known.size).await?;
+        let bytes = self
+            .fetch_manifest(up, name, &digest, known.size, false)
+            .await?;
         if let Ok(parsed) = Manifest::parse(&bytes) {
             for d in parsed.references {
                 self.catalog.learn(
@@ -303,7 +305,8 @@ impl Mirror {
                     return Err(from_origin(e, ErrorCode::ManifestUnknown));
                 };
                 tracing::warn!(%d, "origin failed ({e}); serving the manifest from the mesh");
-                let bytes = self.fetch_manifest(up, name, d, size).await?;
+                // The size is a guess: a mismatch fails this read only.
+                let bytes = self.fetch_manifest(up, name, d, size, true).await?;
                 let parsed = Manifest::parse(&bytes).map_err(|e| {
                     OciError::new(502, ErrorCode::Unavailable, format!("manifest {d}: {e}"))
                 })?;
@@ -325,6 +328,7 @@ impl Mirror {
         name: &Name,
         digest: &Digest,
         size: u64,
+        guessed: bool,
     ) -> Result<Vec<u8>, OciError> {
         let spec = ObjectSpec {
             url: up.url(&format!("{name}/manifests/{digest}")),
@@ -338,7 +342,12 @@ impl Mirror {
                 "manifest {digest} of {size} bytes is larger than {MAX_MANIFEST}"
             )));
         }
-        let mut read = open_spec(&self.node, spec, None).map_err(|e| unavailable(e.to_string()))?;
+        let read = if guessed {
+            open_spec_guessed(&self.node, spec)
+        } else {
+            open_spec(&self.node, spec, None)
+        };
+        let mut read = read.map_err(|e| unavailable(e.to_string()))?;
         let mut bytes = Vec::with_capacity(size as usize);
         while let Some(chunk) = read.body.recv().await {
             let chunk = chunk.map_err(|e| unavailable(format!("manifest {digest}: {e}")))?;

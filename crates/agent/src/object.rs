@@ -118,16 +118,32 @@ pub fn open_spec(
     spec: ObjectSpec,
     range: Option<ByteRange>,
 ) -> Result<ObjectRead, ObjectError> {
-    open_inner(node, spec, range, true)
+    open_inner(node, spec, range, OnMismatch::PurgeAndReread)
 }
 
-/// [`open_spec`]; `refetch` says whether a digest mismatch starts a
-/// second read (not for that second read itself).
+/// [`open_spec`] for a size that is only a guess (a manifest sized from
+/// the mesh while the registry is down): a digest mismatch then most
+/// likely means a wrong size, so it fails the read and touches no copy.
+pub fn open_spec_guessed(node: &Arc<Node>, spec: ObjectSpec) -> Result<ObjectRead, ObjectError> {
+    open_inner(node, spec, None, OnMismatch::Fail)
+}
+
+/// What a read does when the whole object does not match its digest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnMismatch {
+    /// Drop the stripes everywhere and read the object again.
+    PurgeAndReread,
+    /// Drop the stripes everywhere (the second read itself).
+    Purge,
+    /// Only fail the read.
+    Fail,
+}
+
 fn open_inner(
     node: &Arc<Node>,
     spec: ObjectSpec,
     range: Option<ByteRange>,
-    refetch: bool,
+    on_mismatch: OnMismatch,
 ) -> Result<ObjectRead, ObjectError> {
     let (start, end) = match range {
         None => (0, spec.size),
@@ -141,7 +157,7 @@ fn open_inner(
         spec.clone(),
         (start, end),
         tx,
-        refetch,
+        on_mismatch,
     ));
     Ok(ObjectRead {
         spec,
@@ -241,7 +257,7 @@ async fn stream_object(
     spec: ObjectSpec,
     (start, end): (u64, u64),
     tx: mpsc::Sender<io::Result<Bytes>>,
-    refetch: bool,
+    on_mismatch: OnMismatch,
 ) {
     let ss = node.cfg.stripe_size;
     let whole = start == 0 && end == spec.size;
@@ -304,7 +320,9 @@ async fn stream_object(
         if &got != want {
             sink.fail(format!("digest mismatch: want {want}, got {got}"))
                 .await;
-            mismatch::recover(&node, &spec, refetch).await;
+            if on_mismatch != OnMismatch::Fail {
+                mismatch::recover(&node, &spec, on_mismatch == OnMismatch::PurgeAndReread).await;
+            }
             return;
         }
     }

@@ -1,13 +1,13 @@
 //! Every fixed duration the agent uses, in one place. The bounds an
 //! operator tunes (connect, first byte, stall, the request deadline,
-//! breakers) are settings, in `config::Timeouts`; these are the rest, and
-//! why each is what it is.
+//! breakers, gossip's timers, the Node lookup's budget) are settings; these
+//! are the rest, and why each is what it is.
 
 use std::time::Duration;
 
 /// The end-to-end budget of a stripe request, all retries included: the
 /// default of `Timeouts::deadline_ms`, and what a peer's request that
-/// names no budget gets (never less than a local one would).
+/// names no budget gets.
 pub const DEFAULT_DEADLINE_MS: u64 = 120_000;
 
 /// The longest budget a peer may ask for (an hour).
@@ -49,6 +49,19 @@ pub const ORIGIN_STALL: Duration = Duration::from_secs(30);
 pub const ORIGIN_ATTEMPTS: u32 = 4;
 /// See [`ORIGIN_ATTEMPTS`].
 pub const ORIGIN_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How long a leaving node waits for gossip to announce its leave.
+pub const LEAVE: Duration = Duration::from_secs(1);
+
+/// The Node lookup: connecting to the API server, one request, and the
+/// first wait between retries (doubling up to [`KUBE_BACKOFF_MAX`]).
+pub const KUBE_CONNECT: Duration = Duration::from_secs(2);
+/// See [`KUBE_CONNECT`].
+pub const KUBE_REQUEST: Duration = Duration::from_secs(4);
+/// See [`KUBE_CONNECT`].
+pub const KUBE_BACKOFF: Duration = Duration::from_millis(250);
+/// See [`KUBE_CONNECT`].
+pub const KUBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The longest an open breaker waits before its next half-open probe
 /// (its wait doubles from `Timeouts::breaker_cooldown_ms` up to this).

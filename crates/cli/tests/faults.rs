@@ -58,7 +58,7 @@ fn rollout_with_fault(fault: impl FnOnce(&mut Agent)) {
         std::thread::sleep(Duration::from_millis(5));
     }
     // The fault must land mid-transfer: a fifth in, no get finished, and
-    // the victim already serving.
+    // the victim (the busiest owner) already moving stripes.
     let at_fault = progress(&outs);
     assert!(
         at_fault >= total / 5,
@@ -69,7 +69,7 @@ fn rollout_with_fault(fault: impl FnOnce(&mut Agent)) {
         "a get had finished before the fault"
     );
     let victim_served = cluster.agents[victim].metric("shoal_served_bytes_total");
-    assert!(victim_served > 0.0, "the victim had served nothing yet");
+    assert!(victim_served > 0.0, "the victim had moved no bytes yet");
     fault(&mut cluster.agents[victim]);
     for (child, out) in gets {
         let (ok, err) = finish(child, &out);

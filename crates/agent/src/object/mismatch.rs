@@ -66,7 +66,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
 /// retries.
 async fn read_again(node: Arc<Node>, spec: ObjectSpec) {
     let url = spec.url.clone();
-    let mut read = match super::open_inner(&node, spec, None, false) {
+    let mut read = match super::open_inner(&node, spec, None, super::OnMismatch::Purge) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(%url, "refetch after a digest mismatch could not start: {e}");

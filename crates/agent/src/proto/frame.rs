@@ -44,7 +44,8 @@ pub enum Frame {
         /// BLAKE3 of the whole stripe.
         checksum: [u8; 32],
     },
-    /// The sender gave up (a fatal failure: nobody else will do better).
+    /// The sender gave up; the failure says whether anyone else could do
+    /// better.
     Error(Failure),
 }
 
