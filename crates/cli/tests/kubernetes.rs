@@ -180,6 +180,9 @@ fn have_nginx_and_openssl() -> bool {
         found || std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
         "nginx and openssl are needed"
     );
+    if !found {
+        skipped("needs nginx and openssl (scripts/test installs them)");
+    }
     found
 }
 
@@ -330,7 +333,7 @@ fn tools() -> Option<Tools> {
         std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
         "SHOAL_REQUIRE_PRIVILEGED is set but SHOAL_HELM or SHOAL_KUBE_PYTHON is not"
     );
-    eprintln!("skipped: run through scripts/test, which installs helm and the CRI client");
+    skipped("run through scripts/test, which installs helm and the CRI client");
     None
 }
 

@@ -60,8 +60,22 @@ pub fn privileged(tools: &[(&str, &str)]) -> bool {
         std::env::var_os("SHOAL_REQUIRE_PRIVILEGED").is_none(),
         "SHOAL_REQUIRE_PRIVILEGED is set but this test cannot run (root: {root}, missing: {missing:?})"
     );
-    eprintln!("skipped: needs root and {missing:?} (scripts/test provides them)");
+    skipped(&format!(
+        "needs root and {missing:?} (scripts/test provides them)"
+    ));
     false
+}
+
+/// Records that the running test skips itself, and why: on stderr, and
+/// in `target/tmp/skipped-tests.txt`, which `scripts/test` lists at the
+/// end so that a skip is never mistaken for a pass.
+pub fn skipped(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    eprintln!("skipped: {why}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{test}: {why}");
+    }
 }
 
 pub fn free_port() -> u16 {
