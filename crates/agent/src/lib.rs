@@ -5,8 +5,9 @@
 //! - `serve`: store hit, join, forward or fetch from the origin.
 //! - [`peer`] and [`origin`]: the clients it fetches through.
 //! - [`object`]: whole objects for local clients (`shoal get`).
-//! - [`http`]: the peer protocol and local API over HTTP (routes,
-//!   handlers, the token check).
+//! - [`endpoints`]: the peer protocol's endpoints, one module each (path,
+//!   typed request, handler, client call), and the list the router mounts.
+//! - [`http`]: the peer port and the local API over HTTP.
 //! - [`members`]: static or gossip membership, turned into views.
 //! - [`node`], [`config`], [`metrics`], [`status`]: state, settings,
 //!   observability; [`timing`]: every fixed duration, with why.
@@ -15,14 +16,15 @@
 //!   ([`containerd`]).
 //!
 //! Modules depend one way (`tests/layers.rs` fails on a cycle), lowest
-//! first: `timing`, `proto`, `config` (every settings table) and `metrics`; the
-//! clients `origin` (with the registries' auth) and `peer`; `flight`,
-//! `kubernetes`, `containerd`, `startup`; `node`; `members` and `serve`
-//! (`Node::serve`, the design's `serve(K, path, fallbacks)`); `object`;
-//! `mirror`, `status`; `http` on top.
+//! first: `timing`, `proto`, `reply`, `config` (every settings table) and
+//! `metrics`; the clients `origin` (with the registries' auth) and `peer`;
+//! `flight`, `kubernetes`, `containerd`, `startup`; `node`; `endpoints`;
+//! `members` and `serve` (`Node::serve`, the design's `serve(K, path,
+//! fallbacks)`); `object`; `mirror`, `status`; `http` on top.
 
 pub mod config;
 pub mod containerd;
+pub mod endpoints;
 pub mod flight;
 pub mod http;
 pub mod kubernetes;
@@ -34,6 +36,7 @@ pub mod object;
 pub mod origin;
 pub mod peer;
 pub mod proto;
+mod reply;
 mod serve;
 pub mod startup;
 pub mod status;
@@ -41,7 +44,6 @@ pub mod timing;
 
 pub use config::{AgentConfig, Resolved};
 pub use node::{Node, StartError};
-pub use serve::{REPLICATE_PATH, STRIPE_PATH, ServeError};
 
 /// Makes ring rustls's process-wide crypto provider: reqwest is built
 /// without a default one. Every TLS client of the agent and the command

@@ -3,19 +3,15 @@
 //! view, swapped in whole, on every change.
 
 use crate::config::AgentConfig;
+use crate::endpoints::roster;
 use crate::node::{Membership, Node};
-use crate::peer::PeerClient;
-use shoal_membership::bootstrap::{self, Fetch};
-use shoal_membership::{Gossip, GossipError, MemberState, Peer, Record, Roster, RosterSource};
+use shoal_membership::bootstrap;
+use shoal_membership::{Gossip, GossipError, MemberState, Peer, Roster};
 use shoal_placement::{Labels, Member, PlacementConfig, PlacementError, View};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Where a member's roster is served (peer port, cluster token).
-pub const ROSTER_PATH: &str = "/peer/v1/roster";
 
 /// The first membership view: the static list, or what `gossip` knows so
 /// far (at least this node).
@@ -77,49 +73,14 @@ pub fn identity(c: &AgentConfig) -> Peer {
     }
 }
 
-/// Rosters fetched from peers over HTTP, with the cluster token.
-struct HttpRoster {
-    client: reqwest::Client,
-    token: Option<String>,
-    /// Told the round trip of each pull.
-    peers: PeerClient,
-}
-
-impl RosterSource for HttpRoster {
-    fn fetch(&self, addr: SocketAddr) -> Fetch<'_> {
-        Box::pin(async move {
-            let mut req = self
-                .client
-                .get(format!("http://{addr}{ROSTER_PATH}"))
-                .timeout(crate::timing::ROSTER);
-            if let Some(t) = &self.token {
-                req = req.bearer_auth(t);
-            }
-            let sent = tokio::time::Instant::now();
-            let resp = req.send().await.map_err(|e| e.to_string())?;
-            self.peers.observe(addr, sent.elapsed());
-            if !resp.status().is_success() {
-                return Err(format!("roster: HTTP {}", resp.status()));
-            }
-            let body = resp.bytes().await.map_err(|e| e.to_string())?;
-            serde_json::from_slice::<Vec<Record>>(&body).map_err(|e| format!("roster: {e}"))
-        })
-    }
-}
-
 /// Starts gossip for `node`: keeps its view in step with the roster and
 /// keeps it in the cluster (seeds, retries, anti-entropy).
 pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
     let c = &node.cfg;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|_| GossipError::Stopped)?;
-    let source = Arc::new(HttpRoster {
-        client,
-        token: node.cfg.token.clone(),
-        peers: node.peer_client.clone(),
-    });
+    let source = Arc::new(
+        roster::Client::new(node.cfg.token.clone(), node.peer_client.clone())
+            .map_err(|_| GossipError::Stopped)?,
+    );
     let g = &c.gossip;
     node.spawn_loop(bootstrap::run(
         gossip.clone(),

@@ -175,16 +175,14 @@ fn request(node: &Node, spec: &ObjectSpec, index: u64, from: u64) -> StripeReque
     };
     let m = node.membership.load();
     let path = node.path_to(&m, stripe.key());
-    StripeRequest {
+    let mut req = StripeRequest::new(
         stripe,
-        path: path.hops().to_vec(),
-        fallbacks: path.fallbacks().to_vec(),
-        from,
-        ttl_ms: node.cfg.timeouts.deadline_ms,
-        cached: false,
-        relay: false,
-        rank: crate::proto::LOCAL_RANK,
-    }
+        path.hops(),
+        path.fallbacks(),
+        node.cfg.timeouts.deadline_ms,
+    );
+    req.from = from;
+    req
 }
 
 /// How many times a local read reopens a stripe whose stream broke before

@@ -10,7 +10,7 @@
 
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, PeerLabels};
-use crate::proto::{Decoder, Failure, Frame, ProtoError, StripeRequest};
+use crate::proto::{Decoder, Failure, Frame, ProtoError};
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
@@ -54,7 +54,8 @@ pub enum PeerError {
     /// The peer answered with an error status.
     #[error("status {0}")]
     Status(u16),
-    /// A peek found nothing.
+    /// The peer holds nothing of the kind (a 404: a peek or a stat that
+    /// found no copy).
     #[error("not cached")]
     NotCached,
     /// Silence inside the body for too long.
@@ -376,16 +377,14 @@ impl PeerClient {
             .set(open);
     }
 
-    /// Sends `req` to the peer at `addr` (at `path`, e.g. `/peer/v1/stripe`)
-    /// and returns its frame stream once headers arrive, all within
-    /// `deadline`.
-    pub async fn open(
+    /// The breaker's leave and a slot of `addr`'s in-flight limit, with
+    /// the time the request may take to its headers and the stall timeout
+    /// of its body.
+    fn begin(
         &self,
         addr: SocketAddr,
-        path: &str,
-        req: &StripeRequest,
         deadline: Instant,
-    ) -> Result<FrameStream, PeerError> {
+    ) -> Result<(Arc<PeerState>, OwnedSemaphorePermit, Duration, Duration), PeerError> {
         let st = self.shared.state(addr);
         let now = Instant::now();
         let allowed = st
@@ -403,10 +402,24 @@ impl PeerClient {
         };
         let (connect, first_byte, stall) = self.shared.timeouts(&st);
         let limit = (connect + first_byte).min(deadline.saturating_duration_since(now));
-        let result = self.request(addr, path, req, limit).await;
-        match result {
+        Ok((st, permit, limit, stall))
+    }
+
+    /// Sends the request `query` to `path` on the peer at `addr` and
+    /// returns its frame stream once headers arrive, all within
+    /// `deadline`. The stripe endpoint's client call.
+    pub async fn open(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        query: &str,
+        deadline: Instant,
+    ) -> Result<FrameStream, PeerError> {
+        let (st, permit, limit, stall) = self.begin(addr, deadline)?;
+        let sent = Instant::now();
+        match self.request(addr, path, query, limit).await {
             Ok(resp) => {
-                self.shared.sample(&st, now.elapsed());
+                self.shared.sample(&st, sent.elapsed());
                 Ok(FrameStream {
                     body: resp.into_body(),
                     decoder: Decoder::default(),
@@ -424,14 +437,40 @@ impl PeerClient {
         }
     }
 
+    /// Sends a short request (`query` to `path`) to the peer at `addr`
+    /// under the same breaker, limit and timeouts as a stripe, within
+    /// `limit`, and returns the answer once its headers are in; the body,
+    /// if it matters, is the caller's to read. A 404 is
+    /// [`PeerError::NotCached`]: the peer holds nothing of the kind.
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        path: &str,
+        query: &str,
+        limit: Duration,
+    ) -> Result<http::Response<Incoming>, PeerError> {
+        let (st, _permit, limit, _) = self.begin(addr, Instant::now() + limit)?;
+        let sent = Instant::now();
+        let result = self.request(addr, path, query, limit).await;
+        if result.is_ok() {
+            self.shared.sample(&st, sent.elapsed());
+        }
+        self.record(addr, &st, result.as_ref().map(|_| ()));
+        result
+    }
+
     async fn request(
         &self,
         addr: SocketAddr,
         path: &str,
-        req: &StripeRequest,
+        query: &str,
         limit: Duration,
     ) -> Result<http::Response<Incoming>, PeerError> {
-        let uri = format!("http://{addr}{path}?{}", req.to_query());
+        let uri = if query.is_empty() {
+            format!("http://{addr}{path}")
+        } else {
+            format!("http://{addr}{path}?{query}")
+        };
         let mut builder = Request::get(&uri);
         if let Some(t) = &self.token {
             builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -454,53 +493,9 @@ impl PeerClient {
         };
         match resp.status() {
             StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::ACCEPTED => Ok(resp),
-            StatusCode::NOT_FOUND if req.cached => Err(PeerError::NotCached),
+            StatusCode::NOT_FOUND => Err(PeerError::NotCached),
             s => Err(PeerError::Status(s.as_u16())),
         }
-    }
-
-    /// How long `addr`'s stored copy of `req`'s stripe is, without fetching
-    /// it; `None` if it holds none.
-    pub async fn stat(
-        &self,
-        addr: SocketAddr,
-        req: &StripeRequest,
-    ) -> Result<Option<u64>, PeerError> {
-        let st = self.shared.state(addr);
-        let (connect, first_byte, _) = self.shared.timeouts(&st);
-        let mut req = req.clone();
-        req.cached = true;
-        match self
-            .request(addr, crate::proto::STAT_PATH, &req, connect + first_byte)
-            .await
-        {
-            Ok(resp) => resp
-                .headers()
-                .get(crate::proto::STRIPE_LEN_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .map(Some)
-                .ok_or_else(|| PeerError::Corrupt("stat answer without a length".into())),
-            Err(PeerError::NotCached) => Ok(None),
-            Err(e) => {
-                self.record(addr, &st, Err(&e));
-                Err(e)
-            }
-        }
-    }
-
-    /// Fires a request whose answer does not matter beyond its status
-    /// (replication hints).
-    pub async fn notify(
-        &self,
-        addr: SocketAddr,
-        path: &str,
-        req: &StripeRequest,
-    ) -> Result<(), PeerError> {
-        let deadline = Instant::now() + crate::timing::HINT;
-        let stream = self.open(addr, path, req, deadline).await?;
-        stream.finish_ok();
-        Ok(())
     }
 }
 

@@ -3,6 +3,9 @@
 //! origin, and anything else is forwarded along the path. Bytes go to the
 //! caller and into the store at once, chunk by chunk.
 
+use crate::endpoints::replicate::{self, ReplicateHint};
+use crate::endpoints::stripe::{self, ServeError};
+use crate::endpoints::suspect;
 use crate::flight::{Flight, pump_flight, pump_lease};
 use crate::metrics::Source;
 use crate::node::Node;
@@ -20,24 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 mod plan;
-pub mod suspect;
 use plan::{Attempt, plan};
-
-/// The peer-protocol path of stripe requests.
-pub const STRIPE_PATH: &str = "/peer/v1/stripe";
-/// The peer-protocol path of replication hints.
-pub const REPLICATE_PATH: &str = "/peer/v1/replicate";
-
-/// Why a stripe could not even start being served.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A peek, and the stripe is not in the store.
-    #[error("not cached")]
-    NotCached,
-    /// Local trouble (a blocking task failed).
-    #[error("internal: {0}")]
-    Internal(String),
-}
 
 impl Node {
     /// The design's `serve(K, path, fallbacks)`: starts serving `req` (a
@@ -69,7 +55,7 @@ impl Node {
                         );
                         let _ = store.remove(&key);
                     };
-                    // Peers check the whole stripe themselves; see `suspect`.
+                    // Peers check the whole stripe themselves; see `endpoints::suspect`.
                     self.spawn(pump_lease(lease, req.from, tx, on_corrupt, local));
                     return Ok(rx);
                 }
@@ -236,7 +222,7 @@ async fn fill(
     if let Some((theirs, peer)) = claimed
         && theirs != ours
     {
-        suspect::report(node, peer, req).await;
+        suspect::report(&node.peer_client, peer, &req.stripe).await;
         return Err(Failure::retryable(format!(
             "stripe from {peer} failed its checksum"
         )));
@@ -306,16 +292,13 @@ async fn fetch(
         if target == node.id || !m.view.is_alive(target) {
             continue;
         }
-        let sub = StripeRequest {
-            stripe: req.stripe.clone(),
-            path,
-            fallbacks,
-            from: w.accepted(),
-            ttl_ms: left.as_millis() as u64,
-            cached: peek,
-            relay,
-            rank: flight.rank(),
-        };
+        let mut sub = StripeRequest::new(
+            req.stripe.clone(),
+            &path,
+            &fallbacks,
+            left.as_millis() as u64,
+        );
+        (sub.from, sub.cached, sub.relay, sub.rank) = (w.accepted(), peek, relay, flight.rank());
         match peer_fill(node, flight, addr, &sub, w, deadline).await {
             Ok(sum) => return Ok(Some((sum, addr))),
             Err(PeerError::Remote(f)) if f.fatal => return Err(f),
@@ -341,10 +324,7 @@ async fn peer_fill(
     w: &mut Writer,
     deadline: Instant,
 ) -> Result<[u8; 32], PeerError> {
-    let mut stream = node
-        .peer_client
-        .open(addr, STRIPE_PATH, sub, deadline)
-        .await?;
+    let mut stream = stripe::open(&node.peer_client, addr, sub, deadline).await?;
     let len = sub.stripe.len();
     loop {
         if Instant::now() >= deadline {
@@ -446,33 +426,16 @@ fn replicate(node: &Arc<Node>, req: &StripeRequest) {
         .filter_map(|s| m.addrs.get(&s).copied())
         .collect();
     for addr in targets {
-        let hint = StripeRequest {
+        let hint = ReplicateHint {
             stripe: req.stripe.clone(),
-            path: vec![node.id],
-            fallbacks: Vec::new(),
-            from: 0,
+            source: node.id,
             ttl_ms: node.cfg.timeouts.deadline_ms,
-            cached: false,
-            relay: true,
-            rank: crate::proto::LOCAL_RANK,
         };
         let node2 = node.clone();
         node.spawn(async move {
-            if let Err(e) = node2.peer_client.notify(addr, REPLICATE_PATH, &hint).await {
+            if let Err(e) = replicate::send(&node2.peer_client, addr, &hint).await {
                 tracing::debug!(peer = %addr, "replication hint failed: {e}");
             }
         });
-    }
-}
-
-/// Fetches a stripe into this node's store at a peer's suggestion,
-/// discarding the bytes (the flight caches them).
-pub async fn pull_replica(node: Arc<Node>, req: StripeRequest) {
-    if node.store.contains(&req.stripe.entry_key()) {
-        return;
-    }
-    match node.serve(req, false).await {
-        Ok(mut rx) => while rx.recv().await.is_some() {},
-        Err(e) => tracing::debug!("replica pull: {e}"),
     }
 }

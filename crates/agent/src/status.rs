@@ -1,9 +1,9 @@
 //! What `shoal status` shows: members, ring, store, transfers and
-//! breakers, as JSON from the local API, and the roster peers pull.
+//! breakers, as JSON from the local API.
 
 use crate::node::Node;
 use serde::{Deserialize, Serialize};
-use shoal_membership::{MemberState, Record};
+use shoal_membership::MemberState;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
@@ -69,16 +69,10 @@ pub struct Status {
     pub problems: Vec<String>,
 }
 
-/// The roster this node serves to peers: gossip's own view with live
-/// states, or `None` in static mode.
-pub async fn roster(node: &Node) -> Option<Vec<Record>> {
-    node.gossip.as_ref()?.snapshot().await.ok()
-}
-
 /// Builds the status.
 pub async fn status(node: &Node) -> Status {
     let m = node.membership.load();
-    let records = roster(node).await;
+    let records = crate::endpoints::roster::roster(node).await;
     let mut members: Vec<MemberStatus> = match &records {
         Some(records) => records
             .iter()

@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use shoal_agent::config::PeerConfig;
+use shoal_agent::endpoints::replicate::{self, ReplicateHint};
+use shoal_agent::proto::Wire;
 use shoal_agent::{AgentConfig, Running};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -206,7 +208,7 @@ async fn a_draining_node_refuses_replication_hints() {
     let dir = tempfile::tempdir().unwrap();
     let agents = cluster(2, &dir, 1 << 16).await;
     let (a, b) = (&agents[0], &agents[1]);
-    let hint = shoal_agent::proto::StripeRequest {
+    let hint = ReplicateHint {
         stripe: shoal_agent::proto::StripeRef {
             object: shoal_agent::proto::ObjectSpec {
                 url: format!("http://{addr}/object"),
@@ -217,20 +219,15 @@ async fn a_draining_node_refuses_replication_hints() {
             stripe_size: 1 << 16,
             index: 0,
         },
-        path: vec![b.node.id],
-        fallbacks: Vec::new(),
-        from: 0,
+        source: b.node.id,
         ttl_ms: 10_000,
-        cached: false,
-        relay: true,
-        rank: shoal_agent::proto::LOCAL_RANK,
     };
     a.node.draining.store(true, Ordering::SeqCst);
     let r = reqwest::Client::new()
-        .post(format!(
+        .get(format!(
             "http://{}{}?{}",
             a.peer,
-            shoal_agent::REPLICATE_PATH,
+            replicate::PATH,
             hint.to_query()
         ))
         .bearer_auth("in-process")

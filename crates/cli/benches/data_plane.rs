@@ -22,8 +22,8 @@
 mod common;
 
 use common::*;
-use shoal_agent::STRIPE_PATH;
-use shoal_agent::proto::{Decoder, Frame, LOCAL_RANK, ObjectSpec, StripeRef, StripeRequest};
+use shoal_agent::endpoints::stripe::PATH as STRIPE_PATH;
+use shoal_agent::proto::{Decoder, Frame, ObjectSpec, StripeRef, StripeRequest, Wire};
 use shoal_placement::NodeId;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -83,20 +83,12 @@ fn node(i: usize) -> NodeId {
 }
 
 fn stripe_request(object: &ObjectSpec, ss: u64, index: u64, path: Vec<NodeId>) -> StripeRequest {
-    StripeRequest {
-        stripe: StripeRef {
-            object: object.clone(),
-            stripe_size: ss,
-            index,
-        },
-        path,
-        fallbacks: Vec::new(),
-        from: 0,
-        ttl_ms: 120_000,
-        cached: false,
-        relay: false,
-        rank: LOCAL_RANK,
-    }
+    let stripe = StripeRef {
+        object: object.clone(),
+        stripe_size: ss,
+        index,
+    };
+    StripeRequest::new(stripe, &path, &[], 120_000)
 }
 
 /// Reads one stripe over the peer protocol, decoding frames as a peer

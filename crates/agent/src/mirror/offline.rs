@@ -4,8 +4,9 @@
 //! bytes then come through the mesh as usual and are checked against the
 //! digest, so a wrong answer costs a failed pull, never a wrong one.
 
+use crate::endpoints::stat;
 use crate::node::Node;
-use crate::proto::{ObjectSpec, StripeRef, StripeRequest};
+use crate::proto::{ObjectSpec, StripeRef};
 use shoal_oci::manifest::MAX_MANIFEST;
 use std::sync::Arc;
 
@@ -49,11 +50,7 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
         stripe_size: node.cfg.stripe_size,
         index,
     };
-    let (store, key) = (node.store.clone(), stripe.entry_key());
-    let own = tokio::task::spawn_blocking(move || store.get(&key).ok().flatten().map(|l| l.len))
-        .await
-        .ok()
-        .flatten();
+    let own = stat::stored_len(&node.store, stripe.entry_key()).await;
     if own.is_some() {
         return own;
     }
@@ -64,7 +61,6 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
     let mut candidates: Vec<_> = hops.last().copied().into_iter().collect();
     candidates.extend(path.fallbacks());
     candidates.extend(hops.iter().rev().skip(1));
-    let req = StripeRequest::about(stripe, node.cfg.timeouts.deadline_ms);
     for id in candidates {
         if id == node.id {
             continue;
@@ -72,7 +68,7 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
         let Some(&addr) = m.addrs.get(&id) else {
             continue;
         };
-        match node.peer_client.stat(addr, &req).await {
+        match stat::ask(&node.peer_client, addr, &stripe, crate::timing::HINT).await {
             Ok(Some(len)) => return Some(len),
             Ok(None) => {}
             Err(e) => tracing::debug!(peer = %addr, "stat failed: {e}"),

@@ -7,9 +7,9 @@
 //! to the origin. If the origin still sends the wrong bytes, the second
 //! check catches that too, and the copies are dropped again.
 
+use crate::endpoints::purge::{self, purge};
 use crate::node::Node;
-use crate::proto::{ObjectSpec, StripeRef, StripeRequest};
-use crate::serve::suspect::{PURGE_PATH, purge};
+use crate::proto::{ObjectSpec, StripeRef};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
     let m = node.membership.load();
     let mut senders = BTreeSet::new();
     let mut holders = BTreeSet::new();
-    let mut requests = Vec::new();
+    let mut stripes = Vec::new();
     for index in 0..spec.size.div_ceil(node.cfg.stripe_size) {
         let stripe = StripeRef {
             object: spec.clone(),
@@ -38,7 +38,7 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
                 holders.insert(addr);
             }
         }
-        requests.push(StripeRequest::about(stripe, node.cfg.timeouts.deadline_ms));
+        stripes.push(stripe);
     }
     holders.extend(senders.iter().copied());
     tracing::error!(
@@ -50,8 +50,8 @@ pub(super) async fn recover(node: &Arc<Node>, spec: &ObjectSpec, refetch: bool) 
         if refetch { ", then reading it again from the origin" } else { "" }
     );
     for addr in holders {
-        for req in &requests {
-            if let Err(e) = node.peer_client.notify(addr, PURGE_PATH, req).await {
+        for stripe in &stripes {
+            if let Err(e) = purge::send(&node.peer_client, addr, stripe).await {
                 tracing::debug!(peer = %addr, "purge failed: {e}");
             }
         }

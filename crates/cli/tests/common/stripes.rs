@@ -89,7 +89,7 @@ pub fn warm_on_owners(
     size: usize,
     stripe: usize,
 ) -> u64 {
-    use shoal_agent::proto::{LOCAL_RANK, ObjectSpec, StripeRef, StripeRequest};
+    use shoal_agent::proto::{ObjectSpec, StripeRef, StripeRequest, Wire};
     let n = cluster.agents.len();
     let object = ObjectSpec {
         url: url.to_owned(),
@@ -99,22 +99,18 @@ pub fn warm_on_owners(
     };
     let stripes = size.div_ceil(stripe) as u64;
     for i in 0..stripes {
-        let req = StripeRequest {
-            stripe: StripeRef {
-                object: object.clone(),
-                stripe_size: stripe as u64,
-                index: i,
-            },
-            path: Vec::new(),
-            fallbacks: Vec::new(),
-            from: 0,
-            ttl_ms: 60_000,
-            cached: false,
-            relay: false,
-            rank: LOCAL_RANK,
+        let part = StripeRef {
+            object: object.clone(),
+            stripe_size: stripe as u64,
+            index: i,
         };
+        let req = StripeRequest::new(part, &[], &[], 60_000);
         let owner = successors_of(n, digest, i, 1)[0];
-        let target = format!("{}?{}", shoal_agent::STRIPE_PATH, req.to_query());
+        let target = format!(
+            "{}?{}",
+            shoal_agent::endpoints::stripe::PATH,
+            req.to_query()
+        );
         let auth = format!("Bearer {TOKEN}");
         assert_eq!(
             http_status(cluster.agents[owner].peer_addr(), &target, &auth),
