@@ -1,21 +1,25 @@
-//! The agent's settings: a TOML file, then environment variables, then
-//! flags (the CLI merges those two), each with a documented default.
+//! The agent's settings: the defaults (`config/defaults.toml`, the one
+//! place each is stated), a TOML file, then environment variables and
+//! flags, merged by one rule (`config/load.rs`).
 
 pub mod containerd;
 pub mod kubernetes;
+mod load;
 pub mod mirror;
+
+pub use load::{DEFAULTS, defaults, insert, lookup, merge};
 
 use containerd::ContainerdConfig;
 use kubernetes::KubernetesConfig;
 use mirror::MirrorConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shoal_membership::GossipConfig;
 use shoal_store::Budget;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A statically configured peer (until gossip membership replaces it).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
     /// The peer's node name.
@@ -27,93 +31,107 @@ pub struct PeerConfig {
     pub labels: Vec<String>,
 }
 
+impl PeerConfig {
+    /// A peer given as `NAME=ADDR[/label/label...]` on the command line.
+    pub fn parse(s: &str) -> Result<PeerConfig, String> {
+        let bad = |why: &str| format!("peer {s:?}: {why}");
+        let (name, rest) = s.split_once('=').ok_or_else(|| bad("expected NAME=ADDR"))?;
+        let mut parts = rest.split('/');
+        let addr = parts
+            .next()
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| bad("bad address"))?;
+        if name.is_empty() {
+            return Err(bad("empty name"));
+        }
+        Ok(PeerConfig {
+            name: name.to_owned(),
+            addr,
+            labels: parts.map(str::to_owned).collect(),
+        })
+    }
+}
+
 /// Peer timeout bounds, in milliseconds. The adaptive values computed from
 /// each peer's observed round trip always stay between floor and ceiling.
 /// A peer not heard from yet gets the values of all peers' round trips
 /// smoothed together, and the ceilings only before any peer answered.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
-    /// Connect timeout floor (default 50).
+    /// Connect timeout floor.
     pub connect_floor_ms: u64,
-    /// Connect timeout ceiling (default 1000).
+    /// Connect timeout ceiling.
     pub connect_ceiling_ms: u64,
-    /// First-byte (response header) timeout floor (default 200).
+    /// First-byte (response header) timeout floor.
     pub first_byte_floor_ms: u64,
-    /// First-byte timeout ceiling (default 2000).
+    /// First-byte timeout ceiling.
     pub first_byte_ceiling_ms: u64,
     /// Longest silence inside a response before it counts as stalled
-    /// (default floor 1500, ceiling 5000; peers send keepalives every 500).
+    /// (floor).
     pub stall_floor_ms: u64,
     /// Stall timeout ceiling.
     pub stall_ceiling_ms: u64,
     /// How long a stripe request may take end to end, all retries
-    /// included (default 120000). It travels with the request.
+    /// included. It travels with the request.
     pub deadline_ms: u64,
-    /// Consecutive failures that open a peer's breaker (default 2; one
-    /// timeout opens it at once).
+    /// Consecutive failures that open a peer's breaker (one timeout opens
+    /// it at once).
     pub breaker_failures: u32,
-    /// How long an open breaker waits before a half-open probe (default
-    /// 2000, doubling on each failed probe up to 30000).
+    /// How long an open breaker waits before a half-open probe, doubling
+    /// on each failed probe.
     pub breaker_cooldown_ms: u64,
 }
 
 impl Default for Timeouts {
+    /// The `[timeouts]` of the defaults.
     fn default() -> Self {
-        Timeouts {
-            connect_floor_ms: 50,
-            connect_ceiling_ms: 1000,
-            first_byte_floor_ms: 200,
-            first_byte_ceiling_ms: 2000,
-            stall_floor_ms: 1500,
-            stall_ceiling_ms: 5000,
-            deadline_ms: crate::timing::DEFAULT_DEADLINE_MS,
-            breaker_failures: 2,
-            breaker_cooldown_ms: 2000,
-        }
+        AgentConfig::default().timeouts
     }
 }
 
 /// Everything an agent needs to run.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
-    /// This node's name (default: the host name). Its id is derived from it.
+    /// This node's name (unset: the host name). Its id is derived from it.
+    #[serde(default = "default_name")]
     pub name: String,
-    /// Peer protocol, metrics and health (default `0.0.0.0:7420`).
+    /// Peer protocol, metrics and health.
     pub listen: SocketAddr,
-    /// The address peers reach this node at (default: `listen`).
+    /// The address peers reach this node at (unset: `listen`).
     pub advertise: Option<SocketAddr>,
     /// The IP peers reach this node at, with `listen`'s port: what a pod
     /// learns from the downward API (`status.hostIP`, IPv4 or IPv6).
     /// `advertise` wins when both are set.
     pub advertise_ip: Option<std::net::IpAddr>,
-    /// The local API for `shoal get` (default `127.0.0.1:7421`); keep it on
+    /// The local API for `shoal get`; keep it on
     /// loopback: it needs no token.
     pub api_listen: SocketAddr,
-    /// Where stripes are kept (default `/var/lib/shoal`).
+    /// Where stripes are kept.
     pub data_dir: PathBuf,
     /// Store budget: bytes (`50GiB`) or a share of the data dir's
-    /// filesystem (`10%`, the default).
+    /// filesystem (`10%`).
     #[serde(deserialize_with = "de::budget")]
     pub store_budget: Budget,
-    /// Stripe size, the same on every node (default `64MiB`).
+    /// Stripe size, the same on every node.
     #[serde(deserialize_with = "de::size")]
     pub stripe_size: u64,
-    /// Copies of a stripe fetched from the origin (default 2: the owner
-    /// pushes one to its first successor).
+    /// Copies of a stripe fetched from the origin (2: the owner pushes one
+    /// to its first successor).
     pub min_copies: usize,
-    /// Concurrent origin requests (default 8).
+    /// Concurrent origin requests.
     pub origin_concurrency: usize,
     /// Extra CA certificates (PEM) trusted for origins and registries,
     /// besides the system's roots.
     pub ca_file: Option<PathBuf>,
-    /// Concurrent inbound stripe requests before a fast 503 (default 256).
+    /// Concurrent inbound stripe requests before a fast 503.
     pub inbound_limit: usize,
-    /// Concurrent requests to one peer (default 32).
+    /// Concurrent requests to one peer.
     pub peer_inflight: usize,
     /// Stripes an object read fetches ahead of the one it streams
-    /// (default 4).
+    ///.
     pub readahead: usize,
     /// Cluster token peers must present. Unset means open (a warning says
     /// so at startup).
@@ -131,15 +149,16 @@ pub struct AgentConfig {
     /// Kubernetes headless Service name works). Default: none, so a node
     /// starts alone until others join it.
     pub seeds: Vec<String>,
-    /// Gossip (UDP) address (default: the same IP and port as `listen`).
+    /// Gossip (UDP) address (unset: the same IP and port as `listen`).
     pub gossip_listen: Option<SocketAddr>,
-    /// The gossip address peers reach this node at (default: `advertise`'s
+    /// The gossip address peers reach this node at (unset: `advertise`'s
     /// IP with `gossip_listen`'s port).
     pub gossip_advertise: Option<SocketAddr>,
-    /// Gossip timers (see `GossipConfig`).
+    /// Gossip timers (see `GossipConfig`, which states their defaults).
+    #[serde(default)]
     pub gossip: GossipConfig,
     /// On SIGTERM or SIGINT, how long transfers in progress may take to
-    /// finish after the node has announced its leave (default 10000).
+    /// finish after the node has announced its leave.
     pub drain_ms: u64,
     /// Peer timeout bounds, the request deadline and breakers.
     pub timeouts: Timeouts,
@@ -149,40 +168,6 @@ pub struct AgentConfig {
     pub containerd: ContainerdConfig,
     /// Topology labels from this node's Kubernetes Node object.
     pub kubernetes: KubernetesConfig,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        AgentConfig {
-            name: default_name(),
-            listen: SocketAddr::from(([0, 0, 0, 0], 7420)),
-            advertise: None,
-            advertise_ip: None,
-            api_listen: SocketAddr::from(([127, 0, 0, 1], 7421)),
-            data_dir: PathBuf::from("/var/lib/shoal"),
-            store_budget: Budget::default(),
-            stripe_size: 64 << 20,
-            min_copies: 2,
-            origin_concurrency: 8,
-            ca_file: None,
-            inbound_limit: 256,
-            peer_inflight: 32,
-            readahead: 4,
-            token: None,
-            token_file: None,
-            labels: Vec::new(),
-            peers: Vec::new(),
-            seeds: Vec::new(),
-            gossip_listen: None,
-            gossip_advertise: None,
-            gossip: GossipConfig::default(),
-            drain_ms: 10_000,
-            timeouts: Timeouts::default(),
-            mirror: MirrorConfig::default(),
-            containerd: ContainerdConfig::default(),
-            kubernetes: KubernetesConfig::default(),
-        }
-    }
 }
 
 fn default_name() -> String {
@@ -284,18 +269,6 @@ impl AgentConfig {
         (bind, advertise)
     }
 
-    /// Reads a TOML file.
-    pub fn from_file(path: &std::path::Path) -> Result<AgentConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
-    }
-
     /// Checks every value and reads the token from its file.
     pub fn resolve(mut self) -> Result<Resolved, ConfigError> {
         let inv = |k, m: &str| ConfigError::Invalid(k, m.to_owned());
@@ -358,9 +331,17 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
+    /// Settings from a file's text, over the defaults.
+    fn from_text(text: &str) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shoal.toml");
+        std::fs::write(&file, text).unwrap();
+        AgentConfig::from_file(&file)
+    }
+
     #[test]
     fn a_file_overrides_defaults_and_typos_are_errors() {
-        let c: AgentConfig = toml::from_str(
+        let c = from_text(
             r#"
             name = "n1"
             store_budget = "2GiB"
@@ -379,7 +360,7 @@ mod tests {
         let r = c.resolve().unwrap();
         assert_eq!(r.store_budget, Budget::Bytes(2 << 30));
         assert_eq!(r.stripe_size, 64 << 20);
-        assert!(toml::from_str::<AgentConfig>("nmae = \"x\"").is_err());
+        assert!(from_text("nmae = \"x\"").is_err());
     }
 
     #[test]
@@ -401,10 +382,9 @@ mod tests {
             c.resolve().is_err()
         };
         assert!(bad(|c| c.stripe_size = 1024));
-        assert!(toml::from_str::<AgentConfig>("store_budget = \"lots\"").is_err());
-        assert!(toml::from_str::<AgentConfig>("stripe_size = \"1 pint\"").is_err());
-        let c: AgentConfig =
-            toml::from_str("stripe_size = 1048576\nstore_budget = \"25%\"").unwrap();
+        assert!(from_text("store_budget = \"lots\"").is_err());
+        assert!(from_text("stripe_size = \"1 pint\"").is_err());
+        let c = from_text("stripe_size = 1048576\nstore_budget = \"25%\"").unwrap();
         assert_eq!(c.stripe_size, 1 << 20);
         assert_eq!(c.store_budget, Budget::Percent(25.0));
         assert!(bad(|c| c.min_copies = 0));

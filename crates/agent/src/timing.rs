@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-/// The end-to-end budget of a stripe request, all retries included: the
-/// default of `Timeouts::deadline_ms`, and what a peer's request that
-/// names no budget gets.
-pub const DEFAULT_DEADLINE_MS: u64 = 120_000;
+/// The end-to-end budget, all retries included, of a peer's stripe
+/// request that names none (every shoal sends one; the setting that sizes
+/// the budgets a node sends is `timeouts.deadline_ms`).
+pub const UNNAMED_DEADLINE_MS: u64 = 120_000;
 
 /// The longest budget a peer may ask for (an hour).
 pub const MAX_DEADLINE_MS: u64 = 3_600_000;

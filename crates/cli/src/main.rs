@@ -5,8 +5,8 @@
 //! `shoal demo` shows agents sharing an object on one machine; `shoal
 //! bench cluster` measures shoal against its alternatives.
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use shoal_agent::AgentConfig;
 use shoal_agent::config::PeerConfig;
 use shoal_agent::config::mirror::RegistryConfig;
@@ -30,8 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run this node's agent (settings: file, then SHOAL_* variables, then
-    /// flags; flags win).
+    /// Run this node's agent (settings: defaults, then the file, then
+    /// SHOAL_* variables, then flags; later wins, key by key).
     Agent(Box<AgentArgs>),
     /// Fetch an object through the local agent.
     Get(get::GetArgs),
@@ -49,43 +49,51 @@ enum Cmd {
     Bench(bench::BenchArgs),
 }
 
+/// The agent's flags. Each flag's id is the key it sets in the settings
+/// file (`mirror.listen` for `--mirror-listen`), so [`agent_settings`]
+/// turns whatever the command line and the environment set into one more
+/// layer over the file, by the same rule for every flag; the fields are
+/// read that way, by id, rather than one by one. Defaults are not written
+/// here: `--help` shows each from `config/defaults.toml`.
 #[derive(Args)]
+#[allow(dead_code)]
 struct AgentArgs {
     /// TOML settings file.
     #[arg(long, short, env = "SHOAL_CONFIG")]
     config: Option<PathBuf>,
-    /// This node's name (default: the host name).
+    /// This node's name [default: the host name].
     #[arg(long, env = "SHOAL_NAME")]
     name: Option<String>,
-    /// Peer protocol address (default 0.0.0.0:7420).
+    /// Peer protocol address.
     #[arg(long, env = "SHOAL_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Address peers reach this node at (default: --listen).
+    /// Address peers reach this node at [default: --listen].
     #[arg(long, env = "SHOAL_ADVERTISE")]
     advertise: Option<SocketAddr>,
     /// IP peers reach this node at, with --listen's port (for a pod: its
     /// node's IP from the downward API).
     #[arg(long, env = "SHOAL_ADVERTISE_IP")]
     advertise_ip: Option<std::net::IpAddr>,
-    /// Local API address for `shoal get` (default 127.0.0.1:7421).
+    /// Local API address for `shoal get`.
     #[arg(long, env = "SHOAL_API_LISTEN")]
     api_listen: Option<SocketAddr>,
-    /// Data directory (default /var/lib/shoal).
+    /// Data directory.
     #[arg(long, env = "SHOAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Store budget: bytes like 50GiB, or a share like 10% (the default).
+    /// Store budget: bytes like 50GiB, or a share of the filesystem like 10%.
     #[arg(long, env = "SHOAL_STORE_BUDGET")]
     store_budget: Option<shoal_store::Budget>,
-    /// Stripe size, the same on every node (default 64MiB).
+    /// Stripe size, the same on every node.
     #[arg(long, env = "SHOAL_STRIPE_SIZE", value_parser = shoal_store::parse_size)]
     stripe_size: Option<u64>,
-    /// Copies kept of a stripe fetched from the origin (default 2).
+    /// Copies kept of a stripe fetched from the origin.
     #[arg(long, env = "SHOAL_MIN_COPIES")]
     min_copies: Option<usize>,
     /// Cluster token that peers must present.
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// File holding the cluster token.
+    /// File holding the cluster token (setting this and a token anywhere
+    /// is an error).
     #[arg(long, env = "SHOAL_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Topology labels, widest first: zone,row,rack.
@@ -93,31 +101,44 @@ struct AgentArgs {
     labels: Option<Vec<String>>,
     /// A static peer, NAME=ADDR[/label/label...]; repeat for each. Any
     /// static peer turns gossip off.
-    #[arg(long = "peer", env = "SHOAL_PEERS", value_delimiter = ',')]
-    peers: Vec<String>,
+    #[arg(id = "peers", long = "peer", env = "SHOAL_PEERS", value_delimiter = ',', value_parser = PeerConfig::parse)]
+    peers: Vec<PeerConfig>,
     /// A seed to join through: IP:PORT or DNS-NAME:PORT of a peer port,
     /// re-resolved on every attempt; repeat for each.
-    #[arg(long = "seed", env = "SHOAL_SEEDS", value_delimiter = ',')]
+    #[arg(
+        id = "seeds",
+        long = "seed",
+        env = "SHOAL_SEEDS",
+        value_delimiter = ','
+    )]
     seeds: Vec<String>,
-    /// Gossip (UDP) address (default: --listen's IP and port).
+    /// Gossip (UDP) address [default: --listen's IP and port].
     #[arg(long, env = "SHOAL_GOSSIP_LISTEN")]
     gossip_listen: Option<SocketAddr>,
     /// Gossip address peers reach this node at.
     #[arg(long, env = "SHOAL_GOSSIP_ADVERTISE")]
     gossip_advertise: Option<SocketAddr>,
-    /// Milliseconds transfers may take to finish after SIGTERM (default 10000).
+    /// Milliseconds transfers may take to finish after SIGTERM.
     #[arg(long, env = "SHOAL_DRAIN_MS")]
     drain_ms: Option<u64>,
-    /// The OCI mirror port (default 127.0.0.1:7440).
-    #[arg(long, env = "SHOAL_MIRROR_LISTEN")]
+    /// The OCI mirror port.
+    #[arg(
+        id = "mirror.listen",
+        long = "mirror-listen",
+        env = "SHOAL_MIRROR_LISTEN"
+    )]
     mirror_listen: Option<SocketAddr>,
     /// A registry to mirror, HOST or HOST=URL (`docker.io`,
     /// `registry.local:5000=http://registry.local:5000`); repeat for each.
     /// Others are refused, so clients go to them directly.
-    #[arg(long = "registry", env = "SHOAL_REGISTRIES", value_delimiter = ',')]
-    registries: Vec<String>,
+    #[arg(id = "mirror.registries", long = "registry", env = "SHOAL_REGISTRIES", value_delimiter = ',', value_parser = RegistryConfig::parse)]
+    registries: Vec<RegistryConfig>,
     /// A docker config.json with credentials per registry.
-    #[arg(long, env = "SHOAL_REGISTRY_CREDENTIALS")]
+    #[arg(
+        id = "mirror.credentials_file",
+        long = "registry-credentials",
+        env = "SHOAL_REGISTRY_CREDENTIALS"
+    )]
     registry_credentials: Option<PathBuf>,
     /// Extra CA certificates (PEM) trusted for origins and registries,
     /// besides the system's roots.
@@ -125,90 +146,90 @@ struct AgentArgs {
     ca_file: Option<PathBuf>,
 }
 
-fn parse_peer(s: &str) -> Result<PeerConfig> {
-    let (name, rest) = s
-        .split_once('=')
-        .with_context(|| format!("peer {s:?}: expected NAME=ADDR"))?;
-    let mut parts = rest.split('/');
-    let addr = parts
-        .next()
-        .unwrap_or("")
-        .parse()
-        .with_context(|| format!("peer {s:?}: bad address"))?;
-    if name.is_empty() {
-        bail!("peer {s:?}: empty name");
-    }
-    Ok(PeerConfig {
-        name: name.to_owned(),
-        addr,
-        labels: parts.map(str::to_owned).collect(),
+/// The command line, with each agent flag's default from
+/// `config/defaults.toml` shown in its help.
+fn command() -> clap::Command {
+    let defaults = shoal_agent::config::defaults();
+    Cli::command().mut_subcommand("agent", |mut agent| {
+        let ids: Vec<String> = agent
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in ids {
+            let shown = match shoal_agent::config::lookup(&defaults, &id) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Array(a)) if a.is_empty() => continue,
+                Some(other) => other.to_string(),
+                None => continue,
+            };
+            agent = agent.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {shown}]"))
+            });
+        }
+        agent
     })
 }
 
-impl AgentArgs {
-    fn settings(self) -> Result<AgentConfig> {
-        let mut c = match &self.config {
-            Some(path) => AgentConfig::from_file(path)?,
-            None => AgentConfig::default(),
-        };
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
-        }
-        set!(
-            name,
-            listen,
-            api_listen,
-            data_dir,
-            store_budget,
-            stripe_size,
-            min_copies,
-            labels,
-            drain_ms
+/// The agent's settings: the defaults, the file named by `--config`, then
+/// every flag or `SHOAL_*` variable that was given (a flag over its
+/// variable, as clap reads them), as one layer keyed like the file.
+fn agent_settings(m: &clap::ArgMatches) -> Result<AgentConfig> {
+    use clap::parser::ValueSource;
+    use toml::Value;
+    let defaults = shoal_agent::config::defaults();
+    let mut layer = toml::Table::new();
+    let agent = command();
+    let args = agent
+        .find_subcommand("agent")
+        .into_iter()
+        .flat_map(|c| c.get_arguments());
+    for id in args.map(|a| a.get_id().as_str()) {
+        let given = matches!(
+            m.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         );
-        if !self.seeds.is_empty() {
-            c.seeds = self.seeds;
+        if id == "config" || !given {
+            continue;
         }
-        if let Some(l) = self.mirror_listen {
-            c.mirror.listen = l;
-        }
-        for r in &self.registries {
-            c.mirror
-                .registries
-                .push(RegistryConfig::parse(r).map_err(anyhow::Error::msg)?);
-        }
-        if self.registry_credentials.is_some() {
-            c.mirror.credentials_file = self.registry_credentials;
-        }
-        if self.ca_file.is_some() {
-            c.ca_file = self.ca_file;
-        }
-        if self.gossip_listen.is_some() {
-            c.gossip_listen = self.gossip_listen;
-        }
-        if self.gossip_advertise.is_some() {
-            c.gossip_advertise = self.gossip_advertise;
-        }
-        if self.advertise.is_some() {
-            c.advertise = self.advertise;
-        }
-        if self.advertise_ip.is_some() {
-            c.advertise_ip = self.advertise_ip;
-        }
-        if self.token.is_some() {
-            c.token = self.token;
-        }
-        if self.token_file.is_some() {
-            c.token_file = self.token_file;
-        }
-        if !self.peers.is_empty() {
-            c.peers = self
-                .peers
-                .iter()
-                .map(|p| parse_peer(p))
-                .collect::<Result<_>>()?;
-        }
-        Ok(c)
+        let raw: Vec<String> = m
+            .get_raw(id)
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        // Each value as the file would write it: the type of the key's
+        // default, else text; a list's items as their own settings parse
+        // them.
+        let item = |text: &str| -> Result<Value> {
+            Ok(match id {
+                "peers" => Value::try_from(PeerConfig::parse(text).map_err(anyhow::Error::msg)?)?,
+                "mirror.registries" => {
+                    Value::try_from(RegistryConfig::parse(text).map_err(anyhow::Error::msg)?)?
+                }
+                _ => Value::String(text.to_owned()),
+            })
+        };
+        let value = match shoal_agent::config::lookup(&defaults, id) {
+            Some(Value::Integer(_)) => Value::Integer(
+                raw.concat()
+                    .parse()
+                    .with_context(|| format!("--{id}: not a whole number"))?,
+            ),
+            Some(Value::Boolean(_)) => Value::Boolean(
+                raw.concat()
+                    .parse()
+                    .with_context(|| format!("--{id}: not true or false"))?,
+            ),
+            Some(Value::Array(_)) => {
+                Value::Array(raw.iter().map(|r| item(r)).collect::<Result<_>>()?)
+            }
+            _ => item(&raw.concat())?,
+        };
+        shoal_agent::config::insert(&mut layer, id, value);
     }
+    let file = m.get_one::<PathBuf>("config");
+    Ok(AgentConfig::load(file.map(PathBuf::as_path), layer)?)
 }
 
 async fn shutdown_signal() {
@@ -238,9 +259,13 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     shoal_agent::install_crypto_provider();
-    match Cli::parse().cmd {
-        Cmd::Agent(args) => {
-            let cfg = args.settings()?.resolve()?;
+    let matches = command().get_matches();
+    match Cli::from_arg_matches(&matches)?.cmd {
+        Cmd::Agent(_) => {
+            let m = matches
+                .subcommand_matches("agent")
+                .context("the agent's flags")?;
+            let cfg = agent_settings(m)?.resolve()?;
             shoal_agent::run(cfg, shutdown_signal()).await?;
             Ok(())
         }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -234,4 +234,62 @@ fn signalling_an_agent_that_is_not_running_is_a_test_error() {
     let dir = tempfile::tempdir().unwrap();
     let a = Agent::new(0, free_port(), free_port(), &dir, Vec::new());
     a.signal(nix::sys::signal::Signal::SIGCONT);
+}
+
+/// Settings come in layers (defaults, file, `SHOAL_*`, flags) and a later
+/// one wins key by key; two sources of the cluster token are refused
+/// wherever each was set, instead of the file's quietly winning over a
+/// flag.
+#[test]
+fn settings_layers_follow_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let cfg = dir.path().join("shoal.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "token = \"from-the-file\"\nlisten = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:{file_port}\"\n\
+             [mirror]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "from-a-file\n").unwrap();
+    let agent = |env_api: bool, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+        cmd.arg("agent")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env_remove("SHOAL_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if env_api {
+            cmd.env("SHOAL_API_LISTEN", format!("127.0.0.1:{env_port}"));
+        }
+        cmd.spawn().unwrap()
+    };
+
+    // A token in the file and a token file on the command line: an error
+    // naming both, before anything listens.
+    let out = agent(false, &["--token-file", token.to_str().unwrap()])
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("both token and token_file"), "{err}");
+
+    // The environment beats the file, a flag beats the environment.
+    for (flag, port) in [(false, env_port), (true, flag_port)] {
+        let api = format!("127.0.0.1:{flag_port}");
+        let extra: &[&str] = if flag { &["--api-listen", &api] } else { &[] };
+        let mut child = agent(true, extra);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let up = try_wait_listening(addr);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(up.is_ok(), "the API listens on {addr}");
+    }
 }

@@ -6,31 +6,26 @@ use std::path::PathBuf;
 
 /// The `[containerd]` settings table.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct ContainerdConfig {
     /// containerd's hosts directory: at start, write `hosts.toml` there for
-    /// each mirrored registry (default: unset, write nothing). In a pod,
+    /// each mirrored registry (unset: write nothing). In a pod,
     /// mount the host's directory at the same path.
     pub certs_dir: Option<PathBuf>,
     /// containerd's config file, read at start to check that its registry
-    /// `config_path` includes `certs_dir` (default
-    /// `/etc/containerd/config.toml`).
+    /// `config_path` includes `certs_dir`.
     pub config_file: PathBuf,
-    /// The mirror URL the files name (default `http://` + the mirror's
+    /// The mirror URL the files name (unset: `http://` + the mirror's
     /// listen address, with 127.0.0.1 for an unspecified IP).
     pub mirror_url: Option<String>,
     /// How long containerd tries to reach the mirror before it pulls from
-    /// the registry itself (default 500).
+    /// the registry itself.
     pub dial_timeout_ms: u64,
 }
 
 impl Default for ContainerdConfig {
+    /// The `[containerd]` table of the defaults.
     fn default() -> Self {
-        ContainerdConfig {
-            certs_dir: None,
-            config_file: PathBuf::from("/etc/containerd/config.toml"),
-            mirror_url: None,
-            dial_timeout_ms: 500,
-        }
+        crate::AgentConfig::default().containerd
     }
 }

@@ -1,12 +1,12 @@
 //! Settings of the OCI mirror port: which registries are mirrored and how
 //! the agent reaches and authenticates to each.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// One mirrored registry.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// The registry as image references and containerd's `?ns=` name it:
@@ -14,13 +14,13 @@ pub struct RegistryConfig {
     pub host: String,
     /// Its API base URL (default `https://<host>`; for `docker.io`,
     /// `https://registry-1.docker.io`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Username, overriding the credentials file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Password or token, with `username`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
 
@@ -61,35 +61,29 @@ impl RegistryConfig {
 
 /// The `[mirror]` table.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct MirrorConfig {
-    /// Where the OCI pull API listens (default `127.0.0.1:7440`); keep it
-    /// on loopback or a node-local address: it needs no token.
+    /// Where the OCI pull API listens; keep it on loopback or a
+    /// node-local address: it needs no token.
     pub listen: SocketAddr,
     /// The registries mirrored; requests for any other get an error at
     /// once, so containerd falls back to the registry itself.
     pub registries: Vec<RegistryConfig>,
-    /// The registry for requests without `?ns=` (default: the first).
+    /// The registry for requests without `?ns=` (unset: the first).
     pub default_registry: Option<String>,
-    /// How long a tag's resolution is reused (default 30000).
+    /// How long a tag's resolution is reused.
     pub tag_ttl_ms: u64,
     /// How long past its TTL a tag's last resolution may still be served
-    /// while the origin fails (default 86400000, a day; 0 turns it off).
+    /// while the origin fails (0 turns it off).
     pub stale_if_error_ms: u64,
     /// A docker `config.json` with credentials per registry.
     pub credentials_file: Option<PathBuf>,
 }
 
 impl Default for MirrorConfig {
+    /// The `[mirror]` table of the defaults.
     fn default() -> Self {
-        MirrorConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 7440)),
-            registries: Vec::new(),
-            default_registry: None,
-            tag_ttl_ms: 30_000,
-            stale_if_error_ms: 86_400_000,
-            credentials_file: None,
-        }
+        crate::AgentConfig::default().mirror
     }
 }
 

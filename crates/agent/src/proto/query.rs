@@ -238,7 +238,7 @@ impl Wire for StripeRequest {
             fallbacks,
             from,
             ttl_ms: ttl
-                .unwrap_or(crate::timing::DEFAULT_DEADLINE_MS)
+                .unwrap_or(crate::timing::UNNAMED_DEADLINE_MS)
                 .min(MAX_TTL_MS),
             cached,
             relay,
