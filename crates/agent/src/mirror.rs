@@ -450,3 +450,25 @@ fn built(r: Result<Response, http::Error>) -> Result<Response, OciError> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header the builder refuses (a media type with a line break) is
+    /// a 502 with the reason, never an empty 200.
+    #[test]
+    fn a_response_that_cannot_be_built_is_an_error_not_an_empty_200() {
+        let r = built(
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/json\nX-Evil: 1")
+                .body(Body::empty()),
+        );
+        let e = r.err().map(|e| (e.status, e.message));
+        assert!(
+            e.as_ref()
+                .is_some_and(|(s, m)| *s == 502 && m.contains("could not be built")),
+            "{e:?}"
+        );
+    }
+}

@@ -76,3 +76,86 @@ async fn stripe_len(node: &Arc<Node>, object: ObjectSpec, index: u64) -> Option<
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PeerConfig;
+    use crate::endpoints::stat;
+    use crate::proto::StripeQuery;
+    use axum::extract::Query;
+    use axum::response::IntoResponse;
+    use http::StatusCode;
+
+    const SS: u64 = 64 * 1024;
+
+    type Claim = Arc<dyn Fn(u64) -> Option<u64> + Send + Sync>;
+
+    /// One agent whose only peer answers every stat with `claim(index)`
+    /// (`None`: 404), as a peer that lies or is confused might.
+    async fn beside(claim: Claim, dir: &tempfile::TempDir) -> crate::Running {
+        let app = axum::Router::new().route(
+            stat::PATH,
+            axum::routing::get(move |Query(q): Query<StripeQuery>| {
+                let claim = claim.clone();
+                async move {
+                    match claim(q.i) {
+                        Some(n) => {
+                            (StatusCode::OK, [(stat::LEN_HEADER, n.to_string())]).into_response()
+                        }
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        let mut c = crate::AgentConfig {
+            name: "n0".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            stripe_size: SS,
+            store_budget: shoal_store::Budget::Bytes(1 << 20),
+            peers: vec![PeerConfig {
+                name: "n1".into(),
+                addr: peer,
+                labels: Vec::new(),
+            }],
+            ..crate::AgentConfig::default()
+        };
+        c.mirror.listen = "127.0.0.1:0".parse().unwrap();
+        crate::start(c.resolve().unwrap()).await.unwrap()
+    }
+
+    async fn sized(claim: Claim) -> Option<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let a = beside(claim, &dir).await;
+        let spec = ObjectSpec {
+            url: "http://registry.invalid/v2/x/manifests/sha256:1".into(),
+            size: 0,
+            validator: None,
+            digest: Some(format!("sha256:{}", "a".repeat(64))),
+        };
+        let size = size_from_mesh(&a.node, &spec).await;
+        a.stop().await;
+        size
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_size_from_the_mesh_stays_within_a_manifest_s_bounds() {
+        // Honest: one whole stripe and a short one.
+        let honest: Claim = Arc::new(|i| [Some(SS), Some(100)].get(i as usize).copied().flatten());
+        assert_eq!(sized(honest).await, Some(SS + 100));
+        // Ending on a stripe boundary: two whole stripes, then none.
+        let boundary: Claim = Arc::new(|i| (i < 2).then_some(SS));
+        assert_eq!(sized(boundary).await, Some(2 * SS));
+        // A stripe longer than a stripe is refused.
+        let long: Claim = Arc::new(|i| [Some(SS), Some(SS + 1)].get(i as usize).copied().flatten());
+        assert_eq!(sized(long).await, None);
+        // Whole stripes without end: never past the largest manifest.
+        let endless: Claim = Arc::new(|_| Some(SS));
+        assert_eq!(sized(endless).await, None);
+    }
+}
