@@ -202,6 +202,12 @@ impl Node {
         s.get(key).copied()
     }
 
+    /// The membership roster: gossip's own view with live states, or
+    /// `None` in static mode (the roster peers pull, and `shoal status`).
+    pub async fn roster(&self) -> Option<Vec<shoal_membership::Record>> {
+        self.gossip.as_ref()?.snapshot().await.ok()
+    }
+
     /// Refreshes the store gauges.
     pub fn refresh_store_metrics(&self) {
         let s = self.store.stats();

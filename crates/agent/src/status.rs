@@ -72,7 +72,7 @@ pub struct Status {
 /// Builds the status.
 pub async fn status(node: &Node) -> Status {
     let m = node.membership.load();
-    let records = crate::endpoints::roster::roster(node).await;
+    let records = node.roster().await;
     let mut members: Vec<MemberStatus> = match &records {
         Some(records) => records
             .iter()

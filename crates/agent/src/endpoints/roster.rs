@@ -4,7 +4,6 @@
 //! where there is no roster.
 
 use super::{Endpoint, Peers};
-use crate::node::Node;
 use crate::peer::PeerClient;
 use crate::reply::{error, json};
 use axum::extract::State;
@@ -25,19 +24,13 @@ pub const ENDPOINT: Endpoint = Endpoint {
 };
 
 async fn handle(State(p): State<Peers>) -> Response {
-    match roster(&p.node).await {
+    match p.node.roster().await {
         Some(records) => json(&records),
         None => error(
             StatusCode::NOT_FOUND,
             "this node uses a static peer list, not gossip",
         ),
     }
-}
-
-/// The roster this node serves: gossip's own view with live states, or
-/// `None` in static mode.
-pub async fn roster(node: &Node) -> Option<Vec<Record>> {
-    node.gossip.as_ref()?.snapshot().await.ok()
 }
 
 /// Rosters fetched from peers, with the cluster token: the client side,
