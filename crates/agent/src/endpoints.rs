@@ -112,4 +112,4 @@ macro_rules! endpoints {
     };
 }
 
-endpoints!(stripe, replicate, suspect, purge, stat, roster);
+endpoints!(stripe, replicate, suspect, purge, stat, roster, status);

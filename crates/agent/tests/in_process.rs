@@ -108,3 +108,24 @@ async fn a_draining_node_refuses_replication_hints() {
     assert_eq!(origin.sent.load(Ordering::SeqCst), 0, "nothing was pulled");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reads_another_nodes_status_with_the_cluster_token() {
+    let c = cluster(2, 1 << 16, |_| {}).await;
+    let (a, b) = (&c.agents[0], &c.agents[1]);
+    let limit = std::time::Duration::from_secs(5);
+    let s = shoal_agent::endpoints::status::ask(&a.node.peer_client, b.peer, limit)
+        .await
+        .unwrap();
+    assert_eq!(s.name, "n1");
+    assert_eq!(s.members.len(), 2);
+    let anonymous = reqwest::get(format!(
+        "http://{}{}",
+        b.peer,
+        shoal_agent::endpoints::status::PATH
+    ))
+    .await
+    .unwrap();
+    assert_eq!(anonymous.status(), 401, "not without the token");
+    c.stop().await;
+}
