@@ -25,6 +25,11 @@ pub struct PlacementConfig {
     pub nearest_l2: bool,
     /// Choose H1 by nearest tier, with eps-jitter (`true`), or uniformly.
     pub nearest_l1: bool,
+    /// Fewest live members a rack needs for rack relays (see
+    /// [`crate::View::rack_relays`]); a smaller rack, or a node without a
+    /// full set of labels, fetches along its path as without relays.
+    /// `usize::MAX` turns relays off.
+    pub rack_relay_min: usize,
 }
 
 impl Default for PlacementConfig {
@@ -37,6 +42,7 @@ impl Default for PlacementConfig {
             finger_probes: 4,
             nearest_l2: true,
             nearest_l1: true,
+            rack_relay_min: 4,
         }
     }
 }

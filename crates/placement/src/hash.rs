@@ -72,6 +72,7 @@ pub(crate) enum Domain {
     Owner = 1,
     L2 = 2,
     L1 = 3,
+    Rack = 4,
 }
 
 /// The `p`-th probe point of slot `slot` of `domain` for `key`.

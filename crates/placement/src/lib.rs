@@ -11,6 +11,8 @@
 //! - [`View::owner`], [`View::successors`], [`View::l2`], [`View::l1`]:
 //!   multi-probe selection on the ring (`select`).
 //! - [`View::path`] and [`View::nearest_tier`]: nearest-tier routing.
+//! - [`View::rack_relays`] and [`View::hop_set`]: which rack member pulls
+//!   a piece of a stripe for its whole rack (`rack`).
 //!
 //! ```
 //! use shoal_placement::{Key, Labels, Member, NodeId, PlacementConfig, View};
@@ -33,6 +35,7 @@ pub mod hash;
 mod config;
 mod error;
 mod path;
+mod rack;
 mod ring;
 mod select;
 mod topology;

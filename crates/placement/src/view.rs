@@ -51,11 +51,14 @@ pub struct View {
     /// Per node index: interned topology prefixes.
     pub(crate) topo: Vec<TopoRow>,
     /// Per node index: name and labels.
-    members: Vec<Member>,
+    pub(crate) members: Vec<Member>,
     interner: Interner,
     pub(crate) alive_count: usize,
     /// `b`, derived from the member count (alive or not).
     pub(crate) b: usize,
+    /// Members by rack (the interned prefix of all their labels), alive
+    /// or not, for the rack relay (`rack.rs`).
+    pub(crate) racks: crate::rack::Racks,
 }
 
 /// Largest member count; node indices must fit in a `u32`.
@@ -74,6 +77,7 @@ impl View {
             interner: Interner::default(),
             alive_count: 0,
             b: fan_base(0),
+            racks: crate::rack::Racks::default(),
         })
     }
 
@@ -103,6 +107,8 @@ impl View {
         let mut points = Vec::with_capacity(all.len());
         for (id, m) in all {
             view.topo.push(view.interner.row(&m.labels));
+            view.racks
+                .add(id, &m.labels, &view.topo[view.topo.len() - 1]);
             view.interner.add_member(m.labels.depth());
             view.alive.push(true);
             view.members.push(m);
@@ -127,7 +133,10 @@ impl View {
                 }
                 self.interner.remove_member(self.members[i].labels.depth());
                 self.interner.add_member(member.labels.depth());
+                self.racks
+                    .remove(id, &self.members[i].labels, &self.topo[i]);
                 self.topo[i] = self.interner.row(&member.labels);
+                self.racks.add(id, &member.labels, &self.topo[i]);
                 self.members[i] = member;
                 self.set_alive_at(i, true);
             }
@@ -137,6 +146,7 @@ impl View {
                 }
                 self.ring.insert(i, id.0);
                 self.topo.insert(i, self.interner.row(&member.labels));
+                self.racks.add(id, &member.labels, &self.topo[i]);
                 self.interner.add_member(member.labels.depth());
                 self.alive.insert(i, true);
                 self.members.insert(i, member);
@@ -156,9 +166,10 @@ impl View {
             self.alive_count -= 1;
         }
         self.ring.remove(i);
-        self.topo.remove(i);
+        let row = self.topo.remove(i);
         self.alive.remove(i);
         let m = self.members.remove(i);
+        self.racks.remove(id, &m.labels, &row);
         self.interner.remove_member(m.labels.depth());
         self.b = fan_base(self.members.len());
         true

@@ -1,0 +1,243 @@
+//! Rack relays: who pulls a piece of a stripe for its whole rack.
+//!
+//! Without them every client's first hop is one of the stripe's `V * b`
+//! L2 members, so those few nodes upload the stripe to the whole fleet
+//! while most upload capacity sits idle, and every rack imports each
+//! byte once per member. With them, each piece of a stripe (a few MiB)
+//! has one relay per rack: the live rack member that ranks first for
+//! (stripe key, piece) by rendezvous hashing. The relay pulls the piece
+//! along its own path (H2, H1, owner; the owner alone reads the origin)
+//! and the rest of the rack pulls it from the relay as it arrives, so a
+//! rack imports each byte once and each node relays about one rack-size
+//! share of the object.
+//!
+//! Every node of a rack ranks the same members the same way, and when
+//! the first one dies the next takes over with the others' order
+//! unchanged. Waits stay acyclic: a stripe's first hops and owners (its
+//! [`View::hop_set`]) never use a relay for it, and a relay serves a
+//! relayed request along its own path only, never through another rack
+//! member, so a relay edge is followed only by path edges, which lead to
+//! the owner.
+
+use crate::hash::{Domain, Key, NodeId, mix64, probe};
+use crate::topology::{Labels, MAX_DEPTH, PrefixId, TopoRow};
+use crate::view::View;
+use std::collections::HashMap;
+
+/// Members by rack: the interned prefix of a member's full label list.
+/// Members without labels are in no rack.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Racks(HashMap<PrefixId, Vec<NodeId>>);
+
+/// The rack of a member with `labels`, interned as `row`.
+fn rack_of(labels: &Labels, row: &TopoRow) -> Option<PrefixId> {
+    let d = labels.depth();
+    (1..=MAX_DEPTH).contains(&d).then(|| row[d - 1])
+}
+
+impl Racks {
+    /// Records member `id` in its rack.
+    pub(crate) fn add(&mut self, id: NodeId, labels: &Labels, row: &TopoRow) {
+        if let Some(r) = rack_of(labels, row) {
+            let members = self.0.entry(r).or_default();
+            if !members.contains(&id) {
+                members.push(id);
+            }
+        }
+    }
+
+    /// Forgets member `id`.
+    pub(crate) fn remove(&mut self, id: NodeId, labels: &Labels, row: &TopoRow) {
+        if let Some(r) = rack_of(labels, row)
+            && let Some(members) = self.0.get_mut(&r)
+        {
+            members.retain(|&m| m != id);
+            if members.is_empty() {
+                self.0.remove(&r);
+            }
+        }
+    }
+}
+
+/// The rendezvous score of `member` for piece `piece` of the stripe with
+/// `key`: the highest score relays the piece.
+fn score(key: Key, piece: u64, member: NodeId) -> u64 {
+    mix64(probe(key, Domain::Rack, piece as u32, (piece >> 32) as u32) ^ mix64(member.0))
+}
+
+impl View {
+    /// The relays of piece `piece` of the stripe with `key` for the rack
+    /// of `client`, best first: every live member of its rack (the client
+    /// included) ranked by rendezvous hash of (key, piece, member). The
+    /// first is the relay; a client that is the relay, or finds the list
+    /// empty, fetches along its own path. Empty when `client` is not a
+    /// member, carries fewer labels than the deepest member (no rack), or
+    /// its rack has fewer live members than `rack_relay_min`. Callers also
+    /// skip relays for stripes whose [`View::hop_set`] holds the client.
+    pub fn rack_relays(&self, client: NodeId, key: Key, piece: u64) -> Vec<NodeId> {
+        let Some(i) = self.index_of(client) else {
+            return Vec::new();
+        };
+        let labels = &self.members[i].labels;
+        if labels.depth() < self.depth() {
+            return Vec::new();
+        }
+        let Some(rack) = rack_of(labels, &self.topo[i]).and_then(|r| self.racks.0.get(&r)) else {
+            return Vec::new();
+        };
+        let mut live: Vec<(u64, NodeId)> = rack
+            .iter()
+            .copied()
+            .filter(|&id| self.is_alive(id))
+            .map(|id| (score(key, piece, id), id))
+            .collect();
+        if live.len() < self.config.rack_relay_min.max(2) {
+            return Vec::new();
+        }
+        live.sort_unstable_by(|a, b| b.cmp(a));
+        live.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The nodes that never pull a stripe of `key` through a rack relay:
+    /// its L2 set (the first hop of every client's path, which serves the
+    /// relays) and its `r` successors (the owner, which reads the origin,
+    /// and its stand-ins), sorted. Everyone else may: an L1 member whose
+    /// relay's path reaches it as H1 goes on to the owner itself (the
+    /// agent's flight ranks make it start its own fetch instead of
+    /// waiting on itself; the simulator erases the loop).
+    pub fn hop_set(&self, key: Key) -> Vec<NodeId> {
+        let mut ids: Vec<u32> = self.l2_indices(key).iter().copied().collect();
+        ids.extend(
+            self.successor_indices(key, self.config.replicas)
+                .iter()
+                .copied(),
+        );
+        let mut out: Vec<NodeId> = ids.into_iter().map(|i| self.id_at(i)).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Key, Labels, Member, NodeId, PlacementConfig, View};
+    use rand::SeedableRng;
+
+    /// `racks` racks of `size` nodes in two rows of one zone.
+    fn fleet(racks: usize, size: usize) -> View {
+        let members = (0..racks * size).map(|i| {
+            let rack = i / size;
+            Member::new(
+                format!("n{i}"),
+                Labels::new(["z", &format!("row{}", rack % 2), &format!("rack{rack}")]),
+            )
+        });
+        View::with_members(PlacementConfig::default(), members).unwrap()
+    }
+
+    fn id(i: usize) -> NodeId {
+        NodeId::from_name(&format!("n{i}"))
+    }
+
+    #[test]
+    fn a_rack_agrees_on_one_relay_per_piece_and_spreads_pieces() {
+        let v = fleet(8, 16);
+        let key = Key::for_stripe(b"obj", 3);
+        let mut first = std::collections::HashMap::<NodeId, usize>::new();
+        for piece in 0..1600 {
+            let ranked = v.rack_relays(id(16), key, piece);
+            assert_eq!(ranked.len(), 16, "every live member of rack 1");
+            for member in 17..32 {
+                assert_eq!(v.rack_relays(id(member), key, piece), ranked);
+            }
+            *first.entry(ranked[0]).or_default() += 1;
+        }
+        // Each member relays about 1/16 of the pieces.
+        assert_eq!(first.len(), 16);
+        assert!(
+            first.values().all(|&n| (50..=150).contains(&n)),
+            "{first:?}"
+        );
+    }
+
+    #[test]
+    fn a_dead_relay_hands_over_to_the_next_in_the_same_order() {
+        let mut v = fleet(4, 8);
+        let key = Key::for_stripe(b"obj", 0);
+        let before = v.rack_relays(id(0), key, 7);
+        v.mark_dead(before[0]);
+        let after = v.rack_relays(id(1), key, 7);
+        assert_eq!(after, before[1..]);
+        v.mark_alive(before[0]);
+        assert_eq!(v.rack_relays(id(1), key, 7), before);
+    }
+
+    #[test]
+    fn small_or_unlabelled_racks_have_no_relays() {
+        let v = fleet(4, 3);
+        assert!(
+            v.rack_relays(id(0), Key(1), 0).is_empty(),
+            "3 < rack_relay_min"
+        );
+        let mut v = fleet(2, 8);
+        assert!(
+            v.rack_relays(NodeId::from_name("stranger"), Key(1), 0)
+                .is_empty()
+        );
+        v.join(Member::new("bare", Labels::default())).unwrap();
+        v.join(Member::new("half", Labels::new(["z", "row0"])))
+            .unwrap();
+        assert!(
+            v.rack_relays(NodeId::from_name("bare"), Key(1), 0)
+                .is_empty()
+        );
+        assert!(
+            v.rack_relays(NodeId::from_name("half"), Key(1), 0)
+                .is_empty()
+        );
+        assert_eq!(v.rack_relays(id(0), Key(1), 0).len(), 8);
+        let off = View::with_members(
+            PlacementConfig {
+                rack_relay_min: usize::MAX,
+                ..PlacementConfig::default()
+            },
+            fleet(2, 8).members().map(|(_, m, _)| m.clone()),
+        )
+        .unwrap();
+        assert!(off.rack_relays(id(0), Key(1), 0).is_empty());
+    }
+
+    #[test]
+    fn leaving_and_relabelled_members_leave_their_rack() {
+        let mut v = fleet(2, 8);
+        v.leave(id(3));
+        assert_eq!(v.rack_relays(id(0), Key(9), 1).len(), 7);
+        v.join(Member::new("n4", Labels::new(["z", "row1", "rack1"])))
+            .unwrap();
+        assert_eq!(v.rack_relays(id(0), Key(9), 1).len(), 6);
+        assert_eq!(v.rack_relays(id(8), Key(9), 1).len(), 9);
+    }
+
+    #[test]
+    fn every_first_hop_owner_and_stand_in_is_in_the_hop_set() {
+        let v = fleet(40, 25);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for s in 0..20 {
+            let key = Key::for_stripe(b"obj", s);
+            let set = v.hop_set(key);
+            for c in (0..1000).step_by(7) {
+                let p = v.path(id(c), key, &mut rng);
+                let [h2, _, owner] = p.chain().unwrap();
+                for h in [h2, owner].iter().chain(p.fallbacks()) {
+                    assert!(
+                        set.binary_search(h).is_ok(),
+                        "stripe {s}: {h:?} not in the hop set"
+                    );
+                }
+            }
+            // A small share of the fleet: most nodes use their rack relay.
+            assert!(set.len() < 1000 / 20, "{} of 1000", set.len());
+        }
+    }
+}
