@@ -203,7 +203,7 @@ impl Report {
             let f = stayers_pulls(o);
             t.row([
                 format!("{:.0}%", 100.0 * r.rate),
-                format!("{:?}", r.system).to_lowercase(),
+                r.system.name().to_owned(),
                 format!("{} / {}", r.leaves, r.joins),
                 secs(percentile(&f, 50.0)),
                 secs(percentile(&f, 99.0)),

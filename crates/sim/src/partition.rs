@@ -111,7 +111,7 @@ impl Report {
             };
             t.row([
                 format!("{:.0}%", 100.0 * r.cut_share),
-                format!("{:?}", r.system).to_lowercase(),
+                r.system.name().to_owned(),
                 s(percentile(&f, 50.0)),
                 s(percentile(&f, 99.0)),
                 s(f.last().copied().unwrap_or(0.0)),

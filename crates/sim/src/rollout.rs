@@ -35,6 +35,13 @@ pub struct Row {
     pub mesh_hits: f64,
     /// Nodes that did not finish within the limit.
     pub unfinished: usize,
+    /// Bytes a node sent to other nodes: the mean over nodes, over the
+    /// object's size.
+    pub upload_mean: f64,
+    /// The busiest node's, over the object's size.
+    pub upload_max: f64,
+    /// Share of client pulls that went to a rack relay.
+    pub relayed: f64,
     /// Share of nodes done over time: `(seconds, percent)`.
     pub done: Vec<(f64, f64)>,
 }
@@ -76,6 +83,15 @@ fn row(cfg: &Timed, system: System, o: &Outcome, bound: f64) -> Row {
         cross_row: ratio(o.cross_row_bytes, o.moved_bytes),
         mesh_hits: ratio(o.mesh_hits as f64, o.pulls as f64),
         unfinished: f.iter().filter(|t| !t.is_finite()).count(),
+        upload_mean: ratio(
+            o.sent_bytes.iter().sum::<f64>() / o.sent_bytes.len().max(1) as f64,
+            cfg.object_bytes as f64,
+        ),
+        upload_max: ratio(
+            o.sent_bytes.iter().copied().fold(0.0, f64::max),
+            cfg.object_bytes as f64,
+        ),
+        relayed: ratio(o.relayed_pulls as f64, o.pulls as f64),
         done: cdf(&f),
     }
 }
@@ -109,7 +125,7 @@ impl Report {
         let (t, n) = (&cfg.topology, &cfg.network);
         format!(
             "# shoal sim rollout: {:.1} GiB in {} MiB stripes to {} nodes at once, cold (seed {})\n\n\
-             {} nodes per rack, {} racks per row, {} rows; NICs {} Gbit/s, rack uplinks {}:1, row uplinks {}:1, origin {} Gbit/s; {} ms per hop to first byte; read-ahead {} stripes; lower bound {:.2} s\n\n{}",
+             {} nodes per rack, {} racks per row, {} rows; NICs {} Gbit/s, rack uplinks {}:1, row uplinks {}:1, origin {} Gbit/s; {} ms per hop to first byte; read-ahead {} MiB; {}; lower bound {:.2} s\n\n{}",
             cfg.object_bytes as f64 / f64::from(1u32 << 30),
             cfg.stripe_bytes >> 20,
             t.nodes,
@@ -122,7 +138,16 @@ impl Report {
             n.row_oversub,
             n.origin_gbps,
             n.hop_latency_ms,
-            cfg.readahead,
+            cfg.readahead_bytes >> 20,
+            match (cfg.relay, cfg.piece_bytes) {
+                (crate::timed::Relay::None, _) => "no rack relay".to_owned(),
+                (_, 0) => format!("a rack relay per stripe (racks of {}+)", cfg.rack_relay_min),
+                (_, p) => format!(
+                    "a rack relay per {} MiB piece (racks of {}+)",
+                    p >> 20,
+                    cfg.rack_relay_min
+                ),
+            },
             self.lower_bound_s,
             self.table().markdown(),
         )
@@ -140,7 +165,7 @@ impl Report {
             Axis::linear("nodes with the whole object (%)"),
         );
         for r in &self.rows {
-            f.line(format!("{:?}", r.system).to_lowercase(), r.done.clone());
+            f.line(r.system.name().to_owned(), r.done.clone());
         }
         f.marks.push(("lower bound".into(), self.lower_bound_s));
         f
@@ -159,10 +184,11 @@ impl Report {
             "cross-rack bytes",
             "cross-row bytes",
             "found in mesh",
+            "upload mean / max",
         ]);
         for r in &self.rows {
             t.row([
-                format!("{:?}", r.system).to_lowercase(),
+                r.system.name().to_owned(),
                 secs(r.p50_s),
                 secs(r.p99_s),
                 secs(r.max_s),
@@ -172,6 +198,7 @@ impl Report {
                 format!("{:.1}%", 100.0 * r.cross_rack),
                 format!("{:.1}%", 100.0 * r.cross_row),
                 format!("{:.1}%", 100.0 * r.mesh_hits),
+                format!("{:.2} / {:.1}", r.upload_mean, r.upload_max),
             ]);
         }
         t

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use shoal_sim::rollout::lower_bound;
-use shoal_sim::timed::{System, Timed, rollout};
+use shoal_sim::timed::{Relay, System, Timed, rollout};
 
 fn small() -> Timed {
     let mut c = Timed::new(200);
@@ -18,11 +18,26 @@ fn small() -> Timed {
 
 #[test]
 fn every_node_receives_every_byte_once_and_the_origin_sends_its_share() {
-    let cfg = small();
+    let mut relayed = small();
+    relayed.relay = Relay::Star;
+    relayed.piece_bytes = (3 << 20) + 7;
+    for cfg in [small(), relayed] {
+        conserved(&cfg);
+    }
+}
+
+fn conserved(cfg: &Timed) {
+    let cfg = cfg.clone();
     let n = cfg.topology.nodes as f64;
     let object = cfg.object_bytes as f64;
     let bound = lower_bound(&cfg);
-    for system in [System::Shoal, System::Direct, System::Flat, System::Dht] {
+    for system in [
+        System::Shoal,
+        System::ShoalNoRelay,
+        System::Direct,
+        System::Flat,
+        System::Dht,
+    ] {
         let o = rollout(&cfg, system, 3).unwrap();
         assert!(
             (o.moved_bytes - n * object).abs() < 1.0,
@@ -32,14 +47,17 @@ fn every_node_receives_every_byte_once_and_the_origin_sends_its_share() {
         );
         let origin_copies = o.origin_bytes / object;
         match system {
-            System::Shoal | System::Flat => {
+            System::Shoal | System::ShoalNoRelay | System::Flat => {
                 assert!(
                     (origin_copies - 1.0).abs() < 1e-9,
                     "{system:?}: {origin_copies}"
                 )
             }
             System::Direct => assert!((origin_copies - n).abs() < 1e-6),
-            System::Dht => assert!(origin_copies >= 1.0 && origin_copies <= n),
+            System::Dht => assert!(
+                origin_copies >= 1.0 - 1e-9 && origin_copies <= n + 1e-6,
+                "{origin_copies}"
+            ),
         }
         assert!(
             o.finish_s.iter().all(|t| t.is_finite()),
@@ -52,6 +70,46 @@ fn every_node_receives_every_byte_once_and_the_origin_sends_its_share() {
         );
         assert!(o.cross_row_bytes <= o.cross_rack_bytes && o.cross_rack_bytes <= o.moved_bytes);
     }
+}
+
+#[test]
+fn rack_relays_keep_bytes_in_the_rack_and_spread_the_upload() {
+    let mut cfg = small();
+    cfg.relay = Relay::Star;
+    cfg.piece_bytes = 4 << 20;
+    cfg.readahead_bytes = 64 << 20;
+    let object = cfg.object_bytes as f64;
+    let relay = rollout(&cfg, System::Shoal, 3).unwrap();
+    let plain = rollout(&cfg, System::ShoalNoRelay, 3).unwrap();
+    assert!(
+        relay.relayed_pulls > relay.pulls / 2,
+        "most pulls go to a relay"
+    );
+    assert_eq!(plain.relayed_pulls, 0);
+    assert!((relay.origin_bytes / object - 1.0).abs() < 1e-9);
+    // A rack imports each byte about once: 20 racks, plus what the hop
+    // sets' members fetch for themselves.
+    let racks = (cfg.topology.nodes / cfg.topology.nodes_per_rack) as f64;
+    assert!(
+        relay.cross_rack_bytes < 0.5 * plain.cross_rack_bytes,
+        "{} vs {}",
+        relay.cross_rack_bytes / object,
+        plain.cross_rack_bytes / object
+    );
+    assert!(relay.cross_rack_bytes / object < 3.0 * racks);
+    // Upload is spread: the busiest node sends less than without relays.
+    let max = |o: &shoal_sim::timed::Outcome| o.sent_bytes.iter().copied().fold(0.0, f64::max);
+    assert!(
+        max(&relay) < max(&plain),
+        "{} vs {}",
+        max(&relay) / object,
+        max(&plain) / object
+    );
+    let sent: f64 = relay.sent_bytes.iter().sum();
+    assert!(
+        (sent + relay.origin_bytes - relay.moved_bytes).abs() < 1.0,
+        "every byte has a sender"
+    );
 }
 
 #[test]

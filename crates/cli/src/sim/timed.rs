@@ -6,11 +6,12 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use shoal_sim::churn::Churn;
 use shoal_sim::timed::net::Network;
-use shoal_sim::timed::{System, Timed};
+use shoal_sim::timed::{Relay, System, Timed};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(super) enum SystemArg {
     Shoal,
+    ShoalNoRelay,
     Direct,
     Flat,
     Dht,
@@ -20,6 +21,7 @@ pub(super) fn systems(args: &[SystemArg]) -> Vec<System> {
     args.iter()
         .map(|s| match s {
             SystemArg::Shoal => System::Shoal,
+            SystemArg::ShoalNoRelay => System::ShoalNoRelay,
             SystemArg::Direct => System::Direct,
             SystemArg::Flat => System::Flat,
             SystemArg::Dht => System::Dht,
@@ -41,9 +43,20 @@ pub(super) struct RolloutArgs {
     /// Stripe size.
     #[arg(long, default_value = "64MiB")]
     pub(super) stripe: String,
-    /// Stripes a client fetches at once.
+    /// How much of the object a client has in flight at once.
+    #[arg(long, default_value = "1GiB")]
+    pub(super) readahead: String,
+    /// Inside a rack, stripes move in pieces of this size, each with its
+    /// own rack relay (0: whole stripes).
+    #[arg(long, default_value = "4MiB")]
+    pub(super) piece: String,
+    /// The rack relay of `shoal`: `star` (one relay per rack and piece,
+    /// the rest of the rack pulls from it) or `none`.
+    #[arg(long, value_enum, default_value_t = RelayArg::Star)]
+    pub(super) relay: RelayArg,
+    /// Fewest live members a rack needs for rack relays.
     #[arg(long, default_value_t = 4)]
-    pub(super) readahead: usize,
+    pub(super) rack_relay_min: usize,
     /// V: the L2 finger set has V*b nodes.
     #[arg(long, default_value_t = 2)]
     pub(super) v: usize,
@@ -72,10 +85,16 @@ pub(super) struct RolloutArgs {
     #[arg(long, default_value_t = 16)]
     pub(super) racks_per_row: usize,
     /// Systems to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::Direct, SystemArg::Flat, SystemArg::Dht])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SystemArg::Shoal, SystemArg::ShoalNoRelay, SystemArg::Direct, SystemArg::Flat, SystemArg::Dht])]
     pub(super) systems: Vec<SystemArg>,
     #[command(flatten)]
     pub(super) out: Output,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum RelayArg {
+    None,
+    Star,
 }
 
 impl RolloutArgs {
@@ -97,7 +116,16 @@ impl RolloutArgs {
                 bail!("--{name} must be a positive number");
             }
         }
-        c.readahead = self.readahead.max(1);
+        c.readahead_bytes = size("readahead", &self.readahead)?;
+        c.piece_bytes = match self.piece.as_str() {
+            "0" => 0,
+            p => size("piece", p)?,
+        };
+        c.relay = match self.relay {
+            RelayArg::None => Relay::None,
+            RelayArg::Star => Relay::Star,
+        };
+        c.rack_relay_min = self.rack_relay_min;
         c.v = self.v;
         c.topology.nodes_per_rack = self.nodes_per_rack.max(1);
         c.topology.racks_per_row = self.racks_per_row.max(1);

@@ -24,6 +24,7 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
     let pc = PlacementConfig {
         replicas: cfg.replicas,
         v: cfg.v,
+        rack_relay_min: cfg.rack_relay_min,
         ..PlacementConfig::default()
     };
     let view = View::with_members(pc, all.iter().take(plan.members.max(1)).cloned())?;
@@ -32,7 +33,12 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         .enumerate()
         .map(|(i, &id)| (id, i as u32))
         .collect();
-    let stripes = cfg.object_bytes.div_ceil(cfg.stripe_bytes.max(1)) as u32;
+    // The engine moves units (pieces, or whole stripes); `stripes` below
+    // counts those.
+    let units = cfg.units();
+    let stripes = units.len() as u32;
+    let stripe_count = cfg.object_bytes.div_ceil(cfg.stripe_bytes.max(1)) as usize;
+    let in_flight = (cfg.readahead_bytes / cfg.unit_bytes().max(1)).max(1) as usize;
     let n = topo.nodes;
     let (lo, hi) = cfg.failures.detect_s;
     let mut frng = ChaCha8Rng::seed_from_u64(rng::stream(seed, 5));
@@ -55,9 +61,16 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         view,
         ids,
         index,
-        keys: (0..stripes)
-            .map(|s| Key::for_stripe(b"rollout-object", u64::from(s)))
+        keys: units
+            .iter()
+            .map(|&(s, _, _)| Key::for_stripe(b"rollout-object", u64::from(s)))
             .collect(),
+        unit_len: units.iter().map(|u| u.2).collect(),
+        unit_stripe: units.iter().map(|u| u.0).collect(),
+        unit_piece: units.iter().map(|u| u.1).collect(),
+        pieced: units.iter().any(|u| u.1 > 0),
+        hop_sets: vec![None; stripe_count],
+        relay_coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 10)),
         providers: vec![Vec::new(); stripes as usize],
         coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 2)),
         out: Outcome {
@@ -65,6 +78,7 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
             start_s: vec![0.0; n],
             left_s: vec![f64::INFINITY; n],
             received_bytes: vec![0.0; n],
+            sent_bytes: vec![0.0; n],
             ..Outcome::default()
         },
         dead: vec![false; n],
@@ -115,6 +129,7 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
             if !detected[v] && e.detect_at[v] <= e.now {
                 detected[v] = true;
                 e.view.mark_dead(e.ids[v]);
+                e.view_changed();
             }
         }
         e.resume_due();
@@ -139,10 +154,11 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
             if !joined[c as usize] {
                 joined[c as usize] = true;
                 e.view.join(all[c as usize].clone())?;
+                e.view_changed();
             }
             cl.pending.retain(|&s| e.state[e.slot(c, s)] != DONE);
             cl.done = cl.next - cl.pending.len() as u32;
-            while cl.pending.len() < cfg.readahead.max(1) && cl.next < stripes {
+            while cl.pending.len() < in_flight && cl.next < stripes {
                 let s = cl.next;
                 cl.next += 1;
                 e.pull(c, s);

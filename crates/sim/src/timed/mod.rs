@@ -6,7 +6,11 @@
 //! - [`System::Shoal`]: the placement core's path (H2, H1, owner), with
 //!   single flight on every node (a node already fetching a stripe is
 //!   joined, its downstream flows held to what it has received: chunk
-//!   pipelining) and forward-and-cache on every hop;
+//!   pipelining) and forward-and-cache on every hop; with [`Relay::Star`],
+//!   each piece of a stripe has one relay per rack (the placement core's
+//!   `View::rack_relays`) that pulls it along its own path while the rest
+//!   of the rack pulls from the relay;
+//! - [`System::ShoalNoRelay`]: the same without rack relays;
 //! - [`System::Direct`]: every node from the origin;
 //! - [`System::Flat`]: one hop to the stripe's owner, which fetches once;
 //! - [`System::Dht`]: a DHT of provider records (Spegel's way): a node
@@ -41,14 +45,40 @@ use std::collections::{HashMap, HashSet};
 /// Where clients get stripes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum System {
-    /// shoal: nearest-tier paths, single flight, forward-and-cache.
+    /// shoal: nearest-tier paths, single flight, forward-and-cache, and
+    /// the configured rack relay ([`Timed::relay`]).
     Shoal,
+    /// shoal without rack relays: every client fetches along its path.
+    ShoalNoRelay,
     /// Every node straight from the origin.
     Direct,
     /// One hop to the owner.
     Flat,
     /// Provider records in a DHT; a random provider, else the origin.
     Dht,
+}
+
+impl System {
+    /// The system's name in tables and figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Shoal => "shoal",
+            System::ShoalNoRelay => "shoal, no relay",
+            System::Direct => "direct",
+            System::Flat => "flat",
+            System::Dht => "dht",
+        }
+    }
+}
+
+/// How a rack shares a piece of a stripe among its members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Relay {
+    /// No rack relay: every client fetches along its own path.
+    None,
+    /// One relay per (rack, piece) pulls along its path; the rest of the
+    /// rack pulls from it.
+    Star,
 }
 
 /// A rollout: every node pulls one object at once.
@@ -62,8 +92,17 @@ pub struct Timed {
     pub object_bytes: u64,
     /// Stripe size in bytes.
     pub stripe_bytes: u64,
-    /// Stripes a client fetches at once.
-    pub readahead: usize,
+    /// Bytes a client has in flight at once (rounded to whole units of
+    /// transfer, at least one).
+    pub readahead_bytes: u64,
+    /// The unit a rack routes by: each stripe is moved in pieces of this
+    /// size (0: whole stripes). Paths stay per stripe: every piece of a
+    /// stripe has the same owner and finger sets.
+    pub piece_bytes: u64,
+    /// The rack relay of [`System::Shoal`].
+    pub relay: Relay,
+    /// Fewest live members a rack needs for relays.
+    pub rack_relay_min: usize,
     /// `r`.
     pub replicas: usize,
     /// `V`.
@@ -118,6 +157,10 @@ pub struct Outcome {
     pub moved_bytes: f64,
     /// Bytes each node received.
     pub received_bytes: Vec<f64>,
+    /// Bytes each node sent to other nodes.
+    pub sent_bytes: Vec<f64>,
+    /// Pulls that went to a rack relay.
+    pub relayed_pulls: u64,
     /// Of those, bytes that left a rack.
     pub cross_rack_bytes: f64,
     /// Of those, bytes that left a row.
@@ -181,6 +224,19 @@ struct Engine<'a> {
     resume_coins: ChaCha8Rng,
     /// Whether the current time is inside a churn window.
     in_window: bool,
+    /// Per unit of transfer (a piece, or a whole stripe): its length, its
+    /// stripe and its index within the stripe. `keys` has each unit's
+    /// stripe key.
+    unit_len: Vec<u64>,
+    unit_stripe: Vec<u32>,
+    unit_piece: Vec<u32>,
+    /// Whether stripes move in more than one piece.
+    pieced: bool,
+    /// Per stripe, the hop set's node indices, sorted, computed when first
+    /// needed and forgotten when the view changes.
+    hop_sets: Vec<Option<Vec<u32>>>,
+    /// Coins for the paths of rack relays, apart from the clients' ones.
+    relay_coins: ChaCha8Rng,
 }
 
 /// `upstream` of a (node, stripe) fed by the origin or by nothing.
@@ -188,14 +244,19 @@ const NO_NODE: u32 = u32::MAX;
 
 impl Timed {
     /// The defaults: a 4 GiB object to `nodes` nodes in 64 MiB stripes,
-    /// four at a time, on the default [`Network`].
+    /// four at a time (256 MiB in flight), without rack relays, on the
+    /// default [`Network`]. `shoal sim rollout` and `churn` turn the
+    /// relay on by default (see their options).
     pub fn new(nodes: usize) -> Timed {
         Timed {
             topology: Topology::new(nodes),
             network: Network::default(),
             object_bytes: 4 << 30,
             stripe_bytes: 64 << 20,
-            readahead: 4,
+            readahead_bytes: 256 << 20,
+            piece_bytes: 0,
+            relay: Relay::None,
+            rack_relay_min: 4,
             replicas: 8,
             v: 2,
             limit_s: 1e7,
@@ -204,15 +265,44 @@ impl Timed {
     }
 }
 
+impl Timed {
+    /// The unit of transfer: a piece, or a whole stripe.
+    pub fn unit_bytes(&self) -> u64 {
+        match self.piece_bytes {
+            0 => self.stripe_bytes,
+            p => p.min(self.stripe_bytes),
+        }
+    }
+
+    /// The units of transfer, in the order a client pulls them: (stripe,
+    /// piece within the stripe, length).
+    pub fn units(&self) -> Vec<(u32, u32, u64)> {
+        let (unit, mut out) = (self.unit_bytes().max(1), Vec::new());
+        let stripes = self.object_bytes.div_ceil(self.stripe_bytes.max(1));
+        for s in 0..stripes {
+            let len = (self.object_bytes - s * self.stripe_bytes).min(self.stripe_bytes);
+            for p in 0..len.div_ceil(unit) {
+                out.push((s as u32, p as u32, (len - p * unit).min(unit)));
+            }
+        }
+        out
+    }
+}
+
 impl Engine<'_> {
+    /// Forgets what depended on the view (the hop sets): call after every
+    /// change to it.
+    fn view_changed(&mut self) {
+        self.hop_sets.iter_mut().for_each(|h| *h = None);
+    }
+
     fn slot(&self, node: u32, s: u32) -> usize {
         node as usize * self.stripes as usize + s as usize
     }
 
+    /// The bytes of unit `s`: a piece, or a whole stripe.
     fn size(&self, s: u32) -> f64 {
-        let c = self.cfg;
-        let start = u64::from(s) * c.stripe_bytes;
-        (c.object_bytes - start).min(c.stripe_bytes) as f64
+        self.unit_len[s as usize] as f64
     }
 
     /// Starts moving stripe `s` from `src` to `dst`, from byte `from` on
@@ -309,6 +399,7 @@ impl Engine<'_> {
             match src {
                 End::Origin => self.out.origin_bytes += adv,
                 End::Node(n) => {
+                    self.out.sent_bytes[n as usize] += adv;
                     if self.dead[n as usize] {
                         self.out.dead_bytes += adv;
                     }

@@ -3,8 +3,10 @@
 //! and cut links.
 
 use super::net::End;
-use super::{DONE, Engine, IDLE, NO_NODE, System, faults};
+use super::{DONE, Engine, IDLE, NO_NODE, Relay, System, faults};
 use crate::rng::below;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use shoal_placement::Path;
 
 impl Engine<'_> {
@@ -15,10 +17,20 @@ impl Engine<'_> {
             self.out.window_pulls += 1;
         }
         // Every pull draws its path, so systems that route see the same
-        // coins whatever the state.
-        let path = self
-            .view
-            .path(self.ids[c as usize], self.keys[s as usize], &mut self.coins);
+        // coins whatever the state. The pieces of one stripe share the
+        // client's path (the agent sends a stripe's request along one
+        // path): their coins come from the client and the stripe alone.
+        let (id, key) = (self.ids[c as usize], self.keys[s as usize]);
+        let path = if self.pieced {
+            let stripe = u64::from(self.unit_stripe[s as usize]);
+            let mut coins = ChaCha8Rng::seed_from_u64(crate::rng::stream(
+                self.seed ^ (u64::from(c) << 32) ^ stripe,
+                11,
+            ));
+            self.view.path(id, key, &mut coins)
+        } else {
+            self.view.path(id, key, &mut self.coins)
+        };
         if self.state[self.slot(c, s)] != IDLE {
             self.hit();
             return;
@@ -41,6 +53,24 @@ impl Engine<'_> {
     /// the stripe was found in the mesh rather than started at the origin.
     pub(super) fn fetch(&mut self, c: u32, s: u32, from: f64, path: &Path) -> bool {
         let mut chain = vec![c];
+        // Through the rack's relay for this piece, if there is one: the
+        // relay's own path then takes the place of the client's.
+        let relayed = self.rack_relay(c, s).map(|r| {
+            let key = self.keys[s as usize];
+            (
+                r,
+                self.view
+                    .path(self.ids[r as usize], key, &mut self.relay_coins),
+            )
+        });
+        let path = match &relayed {
+            Some((r, relay_path)) => {
+                self.out.relayed_pulls += 1;
+                chain.push(*r);
+                relay_path
+            }
+            None => path,
+        };
         match self.system {
             System::Direct => {
                 self.start_flow(End::Origin, c, s, from);
@@ -59,7 +89,14 @@ impl Engine<'_> {
                 };
             }
             System::Flat => chain.extend(path.hops().last().and_then(|id| self.index.get(id))),
-            System::Shoal => chain.extend(path.hops().iter().filter_map(|id| self.index.get(id))),
+            System::Shoal | System::ShoalNoRelay => {
+                chain.extend(path.hops().iter().filter_map(|id| self.index.get(id)));
+                // A client that is a hop of its relay's path skips to the
+                // hop after itself, as the agent's flight ranks make it do.
+                if let Some(i) = chain.iter().rposition(|&h| h == c).filter(|&i| i > 0) {
+                    chain.drain(1..=i);
+                }
+            }
         }
         let live = self.live_chain(c, chain, path);
         let mut chain = self.route_around_cuts(c, live, path);
@@ -77,7 +114,7 @@ impl Engine<'_> {
                 let last = chain.len() - 1;
                 let top = chain[last];
                 let peek = match self.system {
-                    System::Shoal => path
+                    System::Shoal | System::ShoalNoRelay => path
                         .fallbacks()
                         .iter()
                         .filter_map(|id| self.index.get(id).copied())
@@ -103,6 +140,62 @@ impl Engine<'_> {
             self.start_flow(End::Node(chain[j + 1]), chain[j], s, off);
         }
         hit
+    }
+
+    /// The rack relay client `c` pulls unit `s` through: the first of its
+    /// rack's ranked relays that is not `c` itself and looks reachable
+    /// (each vanished or cut one costs a connect timeout the first time,
+    /// then the breaker skips it). `None` without relays, when `c` is in
+    /// the stripe's hop set, or when `c` ranks first among the live.
+    fn rack_relay(&mut self, c: u32, s: u32) -> Option<u32> {
+        if self.system != System::Shoal || self.cfg.relay == Relay::None {
+            return None;
+        }
+        let key = self.keys[s as usize];
+        if self.in_hop_set(c, self.unit_stripe[s as usize] as usize, key) {
+            return None;
+        }
+        let piece = u64::from(self.unit_piece[s as usize]);
+        let ranked = self.view.rack_relays(self.ids[c as usize], key, piece);
+        let timeout = self.cfg.failures.connect_timeout_ms / 1000.0;
+        for id in ranked {
+            let r = *self.index.get(&id)?;
+            if r == c {
+                return None;
+            }
+            if self.dead[r as usize] {
+                self.out.stale_attempts += 1;
+                if self.breakers.insert((c, r)) {
+                    self.delay += timeout;
+                    self.out.stale_wait_s += timeout;
+                }
+                continue;
+            }
+            if self.cut(c, r) {
+                self.pay_cut(c, r);
+                continue;
+            }
+            return Some(r);
+        }
+        None
+    }
+
+    /// Whether node `c` is in the hop set of stripe `stripe` (whose key
+    /// is `key`).
+    fn in_hop_set(&mut self, c: u32, stripe: usize, key: shoal_placement::Key) -> bool {
+        if self.hop_sets[stripe].is_none() {
+            let mut set: Vec<u32> = self
+                .view
+                .hop_set(key)
+                .iter()
+                .filter_map(|id| self.index.get(id).copied())
+                .collect();
+            set.sort_unstable();
+            self.hop_sets[stripe] = Some(set);
+        }
+        self.hop_sets[stripe]
+            .as_ref()
+            .is_some_and(|set| set.binary_search(&c).is_ok())
     }
 
     /// The chain without its vanished hops: each costs one connect
