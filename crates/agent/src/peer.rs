@@ -356,7 +356,11 @@ impl PeerClient {
             Err(e) => {
                 self.metrics.peer_failure(e.kind());
                 match e {
-                    PeerError::NotCached | PeerError::BreakerOpen | PeerError::Busy => {}
+                    // The peer answered: it is up, whatever it holds. A
+                    // half-open breaker's probe must close it here, or it
+                    // would stay half-open and skip the peer for good.
+                    PeerError::NotCached => b.success(),
+                    PeerError::BreakerOpen | PeerError::Busy => {}
                     PeerError::Remote(_) | PeerError::Status(_) => b.failure(now, false),
                     other => b.failure(
                         now,
@@ -387,6 +391,12 @@ impl PeerClient {
     ) -> Result<(Arc<PeerState>, OwnedSemaphorePermit, Duration, Duration), PeerError> {
         let st = self.shared.state(addr);
         let now = Instant::now();
+        // The slot first: a half-open breaker's probe, once taken, must
+        // be sent, or nothing would ever close or reopen the breaker.
+        let Ok(permit) = st.inflight.clone().try_acquire_owned() else {
+            self.record(addr, &st, Err(&PeerError::Busy));
+            return Err(PeerError::Busy);
+        };
         let allowed = st
             .breaker
             .lock()
@@ -396,10 +406,6 @@ impl PeerClient {
             self.metrics.peer_failure("breaker_open");
             return Err(PeerError::BreakerOpen);
         }
-        let Ok(permit) = st.inflight.clone().try_acquire_owned() else {
-            self.record(addr, &st, Err(&PeerError::Busy));
-            return Err(PeerError::Busy);
-        };
         let (connect, first_byte, stall) = self.shared.timeouts(&st);
         let limit = (connect + first_byte).min(deadline.saturating_duration_since(now));
         Ok((st, permit, limit, stall))
@@ -543,5 +549,44 @@ impl FrameStream {
     /// The peer's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that answers 404 to everything (it holds nothing).
+    async fn empty_peer() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, axum::Router::new()).await });
+        addr
+    }
+
+    /// A probe that finds nothing still shows the peer is up: the breaker
+    /// closes instead of staying half-open (and the peer skipped) for good.
+    #[tokio::test]
+    async fn a_not_cached_answer_closes_a_half_open_breaker() {
+        let timeouts = Timeouts {
+            breaker_failures: 1,
+            breaker_cooldown_ms: 20,
+            ..Timeouts::default()
+        };
+        let client = PeerClient::new(timeouts, 4, None, Arc::new(Metrics::default()));
+        let addr = empty_peer().await;
+        let st = client.shared.state(addr);
+        client.record(addr, &st, Err(&PeerError::Status(500)));
+        assert!(!client.available(addr), "one failure opens it");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let probe = client
+            .call(addr, "/peer/v1/stat", "", Duration::from_secs(2))
+            .await;
+        assert!(
+            matches!(probe, Err(PeerError::NotCached)),
+            "{:?}",
+            probe.err()
+        );
+        assert!(client.available(addr), "the probe closed the breaker");
     }
 }

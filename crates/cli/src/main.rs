@@ -192,12 +192,15 @@ fn agent_settings(m: &clap::ArgMatches) -> Result<AgentConfig> {
         if id == "config" || !given {
             continue;
         }
+        // Settings are TOML, which is UTF-8: a value that is not (a path)
+        // is refused rather than changed.
         let raw: Vec<String> = m
             .get_raw(id)
             .into_iter()
             .flatten()
-            .map(|v| v.to_string_lossy().into_owned())
-            .collect();
+            .map(|v| v.to_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .with_context(|| format!("the value of --{id} is not UTF-8"))?;
         // Each value as the file would write it: the type of the key's
         // default, else text; a list's items as their own settings parse
         // them.
@@ -214,7 +217,7 @@ fn agent_settings(m: &clap::ArgMatches) -> Result<AgentConfig> {
             Some(Value::Integer(_)) => Value::Integer(
                 raw.concat()
                     .parse()
-                    .with_context(|| format!("--{id}: not a whole number"))?,
+                    .with_context(|| format!("--{id}: not a whole number below 2^63"))?,
             ),
             Some(Value::Boolean(_)) => Value::Boolean(
                 raw.concat()

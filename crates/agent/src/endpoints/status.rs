@@ -5,7 +5,7 @@
 
 use super::{Endpoint, Peers};
 use crate::peer::{PeerClient, PeerError};
-use crate::reply::json;
+use crate::reply::{busy, json};
 use crate::status::Status;
 use axum::extract::State;
 use axum::response::Response;
@@ -27,6 +27,10 @@ pub const ENDPOINT: Endpoint = Endpoint {
 };
 
 async fn handle(State(p): State<Peers>) -> Response {
+    // A slot of the inbound limit while it is built, like any request.
+    let Some(_permit) = p.admit() else {
+        return busy();
+    };
     json(&crate::status::status(&p.node).await)
 }
 
