@@ -65,7 +65,6 @@ impl Engine<'_> {
         });
         let path = match &relayed {
             Some((r, relay_path)) => {
-                self.out.relayed_pulls += 1;
                 chain.push(*r);
                 relay_path
             }
@@ -95,6 +94,10 @@ impl Engine<'_> {
                 // hop after itself, as the agent's flight ranks make it do.
                 if let Some(i) = chain.iter().rposition(|&h| h == c).filter(|&i| i > 0) {
                     chain.drain(1..=i);
+                }
+                // A pull (not a resume) that still goes through its relay.
+                if from == 0.0 && relayed.as_ref().is_some_and(|r| chain.get(1) == Some(&r.0)) {
+                    self.out.relayed_pulls += 1;
                 }
             }
         }
