@@ -60,9 +60,16 @@ fn rollout_compares_every_system_and_is_deterministic() {
         run_sim(&base, extra)
     };
     let table = run(&[]);
-    for system in ["shoal", "direct", "flat", "dht"] {
+    for system in ["shoal", "shoal, no relay", "direct", "flat", "dht"] {
         assert!(table.contains(&format!("| {system} |")), "{table}");
     }
+    // Read-ahead is in bytes: the old count of stripes is refused.
+    let bad = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["sim", "rollout", "--nodes", "120", "--readahead", "4"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("in bytes"));
     assert_eq!(table, run(&["--threads", "1"]));
     let json: serde_json::Value =
         serde_json::from_str(&run(&["--json", "--systems", "direct"])).unwrap();

@@ -126,6 +126,13 @@ impl RolloutArgs {
             RelayArg::Star => Relay::Star,
         };
         c.rack_relay_min = self.rack_relay_min;
+        if c.readahead_bytes < c.unit_bytes() {
+            bail!(
+                "--readahead is how much of the object is in flight, in bytes (for example 1GiB); \
+                 {:?} is less than one piece or stripe",
+                self.readahead
+            );
+        }
         c.v = self.v;
         c.topology.nodes_per_rack = self.nodes_per_rack.max(1);
         c.topology.racks_per_row = self.racks_per_row.max(1);
