@@ -123,13 +123,17 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
-/// A free loopback port (bound and released).
+/// A free loopback port (bound and released), below the ephemeral range
+/// so that listeners bound to port 0 meanwhile never take it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = 20_000 + (std::process::id() as u64 * 211) % 10_000;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::SeqCst) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Agents `n0`..`n{n-1}` in this process that know each other statically.
@@ -395,6 +399,54 @@ pub async fn corrupting_proxy(target: SocketAddr, every: u64, flips: Arc<AtomicU
                 }
                 let _ = c_out.shutdown().await;
             });
+        }
+    });
+    addr
+}
+
+/// A TCP proxy to the address `target` will hold, which goes silent for
+/// good once `dark` is set: it forwards nothing more either way on the
+/// connections it has and on new ones, as a peer that hangs does (its
+/// process stopped, its host gone, a black-holed route).
+pub async fn darkening_proxy(
+    target: Arc<std::sync::OnceLock<SocketAddr>>,
+    dark: Arc<std::sync::atomic::AtomicBool>,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    /// Copies until `dark`, then holds the connection open and silent.
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        dark: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if dark.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Some(&target) = target.get() else {
+                continue;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (c_in, c_out) = client.into_split();
+            let (s_in, s_out) = server.into_split();
+            tokio::spawn(pump(c_in, s_out, dark.clone()));
+            tokio::spawn(pump(s_in, c_out, dark.clone()));
         }
     });
     addr
