@@ -118,6 +118,13 @@ pub struct AgentConfig {
     /// Stripe size, the same on every node.
     #[serde(deserialize_with = "de::size")]
     pub stripe_size: u64,
+    /// Piece size for rack relays (`0` turns them off): inside a rack of
+    /// at least four live members, each piece of a stripe is pulled into
+    /// the rack once, by the member ranked first for it, and the others
+    /// pull it from that member (see `crate::serve::pieced`). At least
+    /// 256KiB; a piece larger than a stripe is the whole stripe.
+    #[serde(deserialize_with = "de::size")]
+    pub piece_size: u64,
     /// Copies of a stripe fetched from the origin (2: the owner pushes one
     /// to its first successor).
     pub min_copies: usize,
@@ -130,8 +137,7 @@ pub struct AgentConfig {
     pub inbound_limit: usize,
     /// Concurrent requests to one peer.
     pub peer_inflight: usize,
-    /// Stripes an object read fetches ahead of the one it streams
-    ///.
+    /// Stripes an object read fetches ahead of the one it streams.
     pub readahead: usize,
     /// Cluster token peers must present. Unset means open (a warning says
     /// so at startup).
@@ -279,6 +285,12 @@ impl AgentConfig {
         if !(lo..=hi).contains(&self.stripe_size) {
             return Err(inv("stripe_size", "must be between 64KiB and 4GiB"));
         }
+        if self.piece_size != 0 && self.piece_size < crate::proto::CHUNK as u64 {
+            return Err(inv(
+                "piece_size",
+                "must be 0 (no rack relays) or at least 256KiB",
+            ));
+        }
         for (k, v) in [
             ("min_copies", self.min_copies),
             ("origin_concurrency", self.origin_concurrency),
@@ -382,6 +394,8 @@ mod tests {
             c.resolve().is_err()
         };
         assert!(bad(|c| c.stripe_size = 1024));
+        assert!(bad(|c| c.piece_size = 1024));
+        assert!(!bad(|c| c.piece_size = 0));
         assert!(from_text("store_budget = \"lots\"").is_err());
         assert!(from_text("stripe_size = \"1 pint\"").is_err());
         let c = from_text("stripe_size = 1048576\nstore_budget = \"25%\"").unwrap();

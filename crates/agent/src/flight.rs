@@ -12,6 +12,7 @@
 use crate::proto::{CHUNK, ChunkSum, FIRST_CHUNK, Failure, Frame, chunk_sum};
 use bytes::Bytes;
 use shoal_store::Lease;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,11 +40,25 @@ pub enum FlightState {
     Failed(Failure),
 }
 
+/// How a pieced flight gets one piece (see `crate::serve::pieced`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PieceSource {
+    /// Along this node's own path: a rack peer asked for it.
+    Path,
+    /// From a rack peer that relays it.
+    Rack,
+}
+
 /// One stripe being fetched on this node.
 pub struct Flight {
     file: OnceLock<Arc<File>>,
     len: u64,
     rank: u8,
+    /// Fetched piece by piece through rack relays (`Some(piece size)`), or
+    /// whole along the path.
+    pieces: Option<u64>,
+    /// For a pieced flight, the pieces whose source is settled.
+    sources: Mutex<HashMap<u64, PieceSource>>,
     state: watch::Sender<FlightState>,
     /// Chunks written exactly as a peer sent them: (offset, length, the
     /// checksum they were verified against), in offset order.
@@ -52,12 +67,15 @@ pub struct Flight {
 
 impl Flight {
     /// A flight for a stripe of `len` bytes, of the given rank (see
-    /// [`crate::proto::StripeRequest::rank`]).
-    pub fn new(len: u64, rank: u8) -> Arc<Flight> {
+    /// [`crate::proto::StripeRequest::rank`]), fetched whole along the path
+    /// or, with `pieces`, in pieces of that size through rack relays.
+    pub fn new(len: u64, rank: u8, pieces: Option<u64>) -> Arc<Flight> {
         Arc::new(Flight {
             file: OnceLock::new(),
             len,
             rank,
+            pieces,
+            sources: Mutex::new(HashMap::new()),
             state: watch::Sender::new(FlightState::Starting),
             segments: Mutex::new(Vec::new()),
         })
@@ -98,6 +116,52 @@ impl Flight {
     /// Publishes that the flight gave up; readers pass the failure on.
     pub fn fail(&self, failure: Failure) {
         self.state.send_replace(FlightState::Failed(failure));
+    }
+
+    /// The piece size of a pieced flight; `None` for a flight fetched
+    /// whole along the path, which never waits on a rack peer.
+    pub fn pieces(&self) -> Option<u64> {
+        self.pieces
+    }
+
+    /// A rack peer asks this node to relay the piece holding byte `from`:
+    /// true if the flight will fetch it along its own path (or has it
+    /// already), false if it is waiting on a rack peer for it, so that
+    /// two nodes whose views differ never wait on each other.
+    pub fn claim_path(&self, from: u64) -> bool {
+        let Some(size) = self.pieces else {
+            return true;
+        };
+        let piece = from / size;
+        if self.written() >= ((piece + 1) * size).min(self.len) {
+            return true;
+        }
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        *sources.entry(piece).or_insert(PieceSource::Path) == PieceSource::Path
+    }
+
+    /// The fill is about to ask a rack peer for `piece`: true if it may,
+    /// false if a rack peer already asked this node for it (then the fill
+    /// fetches it along its path instead).
+    pub fn claim_rack(&self, piece: u64) -> bool {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        *sources.entry(piece).or_insert(PieceSource::Rack) == PieceSource::Rack
+    }
+
+    /// The fill fetches `piece` along its own path (every rack peer before
+    /// it failed, or none ranks above it): rack peers may now wait on it.
+    pub fn settle_path(&self, piece: u64) {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.insert(piece, PieceSource::Path);
+    }
+
+    /// Bytes in the file so far.
+    fn written(&self) -> u64 {
+        match &*self.state.borrow() {
+            FlightState::Running { written } => *written,
+            FlightState::Done { .. } => self.len,
+            _ => 0,
+        }
     }
 
     /// Its rank: requests of a higher rank may join it.
@@ -146,22 +210,36 @@ fn error(message: String) -> Frame {
     Frame::Error(Failure::retryable(message))
 }
 
-/// Sends the flight's bytes from `from` to `tx` as frames, following the
+/// The END frame of a range that stops at `to`, short of the stripe's end:
+/// its length, and no checksum (see [`crate::proto::StripeRequest::to`]).
+pub fn range_end(to: u64) -> Frame {
+    Frame::End {
+        len: to,
+        checksum: [0; 32],
+    }
+}
+
+/// Sends the flight's bytes `from..to` to `tx` as frames, following the
 /// writer, until the end frame, an error frame, or the receiver leaving.
-pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, tx: mpsc::Sender<Frame>) {
+pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, to: u64, tx: mpsc::Sender<Frame>) {
     let mut rx = flight.state.subscribe();
     let mut first = true;
+    let to = to.min(flight.len);
     loop {
         let state = rx.borrow_and_update().clone();
         let (limit, finished) = match &state {
             FlightState::Starting => (0, None),
-            FlightState::Running { written } => (*written, None),
-            FlightState::Done { checksum } => (flight.len, Some(*checksum)),
+            FlightState::Running { written } => ((*written).min(to), None),
+            FlightState::Done { checksum } => (to, Some(*checksum)),
             FlightState::Failed(f) => {
                 let _ = tx.send(Frame::Error(f.clone())).await;
                 return;
             }
         };
+        if pos >= to && to < flight.len {
+            let _ = tx.send(range_end(to)).await;
+            return;
+        }
         if pos < limit {
             let Some(file) = flight.file.get().cloned() else {
                 let _ = tx.send(error("flight has no file".into())).await;
@@ -260,26 +338,27 @@ fn read_block(
     })
 }
 
-/// Sends a stored stripe from `from` to `tx`. With `verify` (a local
-/// reader), a stripe read from the start is re-hashed on the way: a copy
+/// Sends bytes `pos..to` of a stored stripe to `tx`. With `verify` (a
+/// local reader), a stripe read whole is re-hashed on the way: a copy
 /// that rotted on disk ends with an error frame instead of its checksum,
 /// and `on_corrupt` runs. Without it (a peer), each frame carries its chunk
 /// checksum instead; the peer checks the whole stripe itself.
 pub async fn pump_lease(
     lease: Lease,
     pos: u64,
+    to: u64,
     tx: mpsc::Sender<Frame>,
     on_corrupt: impl FnOnce() + Send,
     verify: bool,
 ) {
     let (len, checksum) = (lease.len, lease.checksum.0);
+    let to = to.min(len);
     // Moving the file out leaves the lease's pin in `lease`, which lives
     // (and keeps the entry from eviction) until this function returns.
     let file = Arc::new(lease.file);
-    let hasher = (verify && pos == 0).then(blake3::Hasher::new);
+    let hasher = (verify && pos == 0 && to == len).then(blake3::Hasher::new);
     let mut hashed = None;
-    let mut pending =
-        (pos < len).then(|| read_block(file.clone(), pos, len, true, !verify, hasher));
+    let mut pending = (pos < to).then(|| read_block(file.clone(), pos, to, true, !verify, hasher));
     while let Some(job) = pending.take() {
         let block = match job.await.map_err(std::io::Error::other).and_then(|r| r) {
             Ok(block) => block,
@@ -288,8 +367,8 @@ pub async fn pump_lease(
                 return;
             }
         };
-        if block.end < len {
-            let next = read_block(file.clone(), block.end, len, false, !verify, block.hasher);
+        if block.end < to {
+            let next = read_block(file.clone(), block.end, to, false, !verify, block.hasher);
             pending = Some(next);
         } else {
             hashed = block.hasher;
@@ -300,6 +379,10 @@ pub async fn pump_lease(
             }
         }
     }
+    if to < len {
+        let _ = tx.send(range_end(to)).await;
+        return;
+    }
     if let Some(h) = hashed
         && *h.finalize().as_bytes() != checksum
     {
@@ -308,4 +391,33 @@ pub async fn pump_lease(
         return;
     }
     let _ = tx.send(Frame::End { len, checksum }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes whose views name each other as a piece's relay each ask
+    /// the other: whichever settles its source first wins, and the other
+    /// is refused, so neither waits on the other. A whole-stripe flight
+    /// never waits on a rack peer, so it takes every piece.
+    #[test]
+    fn a_piece_is_relayed_or_waited_for_never_both() {
+        let f = Flight::new(1000, 3, Some(100));
+        assert!(f.claim_rack(2), "the fill may ask a rack peer for piece 2");
+        assert!(
+            !f.claim_path(250),
+            "so a rack peer's ask for piece 2 is refused"
+        );
+        assert!(
+            f.claim_path(450),
+            "piece 4 is still open: this node relays it"
+        );
+        assert!(!f.claim_rack(4), "and its fill fetches it along its path");
+        assert!(f.claim_path(499), "asking again for the same piece is fine");
+        f.progress(300);
+        assert!(f.claim_path(250), "a piece already written is served");
+        let whole = Flight::new(1000, 3, None);
+        assert!(whole.claim_path(250));
+    }
 }

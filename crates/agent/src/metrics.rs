@@ -8,12 +8,14 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Where served bytes came from.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum Source {
     /// This node's store.
     Store,
-    /// A peer (fetched or joined in flight).
+    /// A peer outside this node's rack (fetched or joined in flight).
     Peer,
+    /// A peer in this node's rack (same full label list).
+    Rack,
     /// The origin.
     Origin,
 }
@@ -49,6 +51,9 @@ pub struct Metrics {
     pub fetch_seconds: Histogram,
     /// Requests that joined a fetch already in flight here.
     pub singleflight_joins: Counter,
+    /// Bytes of pieces this node pulled along its own path for its rack:
+    /// as the relay ranked first, or after every relay before it failed.
+    pub rack_relay_bytes: Counter,
     /// Requests sent to origins.
     pub origin_requests: Counter,
     /// Bytes received from origins.
@@ -80,6 +85,7 @@ impl Default for Metrics {
             served_bytes: Family::default(),
             fetch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             singleflight_joins: Counter::default(),
+            rack_relay_bytes: Counter::default(),
             origin_requests: Counter::default(),
             origin_bytes: Counter::default(),
             peer_failures: Family::default(),
@@ -106,6 +112,11 @@ impl Default for Metrics {
             "singleflight_joins",
             "Requests that joined an in-flight fetch",
             m.singleflight_joins.clone(),
+        );
+        registry.register(
+            "rack_relay_bytes",
+            "Bytes of pieces pulled along this node's path for its rack (as relay)",
+            m.rack_relay_bytes.clone(),
         );
         registry.register(
             "origin_requests",

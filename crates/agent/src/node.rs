@@ -19,6 +19,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+/// A flight's place in the flights map: its stripe, and whether it is
+/// fetched in pieces through rack relays. A node runs at most one of each
+/// kind per stripe: a path flight for hops that ask it, and a pieced one
+/// for its own client and its rack (see `crate::serve`).
+pub type FlightKey = (EntryKey, bool);
+
 /// What the data plane knows of the cluster, swapped as one value.
 pub struct Membership {
     /// The placement view.
@@ -66,7 +72,7 @@ pub struct Node {
     /// Stripes on disk.
     pub store: Store,
     /// Stripes being fetched here, by store key.
-    pub flights: Mutex<HashMap<EntryKey, Arc<Flight>>>,
+    pub flights: Mutex<HashMap<FlightKey, Arc<Flight>>>,
     /// The client this node calls its peers with (pools, timeouts,
     /// breakers).
     pub peer_client: PeerClient,
@@ -185,8 +191,26 @@ impl Node {
         self.with_rng(|rng| m.view.path(self.id, key, rng))
     }
 
+    /// The piece size a flight for `stripe` is fetched in through rack
+    /// relays, or `None` to fetch it whole along the path: relays are off
+    /// (`piece_size = 0`), this node is one of the stripe's first hops or
+    /// owners (its [`shoal_placement::View::hop_set`], which serve the
+    /// relays), or its rack is unlabelled or too small.
+    pub fn piece_size_for(&self, stripe: &crate::proto::StripeRef) -> Option<u64> {
+        if self.cfg.piece_size == 0 || stripe.is_empty() {
+            return None;
+        }
+        let m = self.membership.load();
+        let key = stripe.key();
+        if m.view.rack_relays(self.id, key, 0).is_empty() || m.view.hop_set(key).contains(&self.id)
+        {
+            return None;
+        }
+        Some(self.cfg.piece_size.min(stripe.len()))
+    }
+
     /// The flights map, locked.
-    pub fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<EntryKey, Arc<Flight>>> {
+    pub fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<FlightKey, Arc<Flight>>> {
         self.flights.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -166,6 +166,12 @@ pub struct StripeRequest {
     /// The first byte wanted, within the stripe (a resumed transfer asks
     /// for what it does not have yet).
     pub from: u64,
+    /// The byte after the last one wanted, within the stripe; `None` for
+    /// the stripe's end. A range that stops short of the end (one piece,
+    /// see `crate::rack`) ends with an END frame whose length is `to` and
+    /// whose checksum is all zeros: only a stream that reaches the end of
+    /// the stripe carries its checksum.
+    pub to: Option<u64>,
     /// Milliseconds the requester still waits; every retry must fit.
     pub ttl_ms: u64,
     /// Answer only from the store: never fetch or forward (a peek at a
@@ -174,6 +180,11 @@ pub struct StripeRequest {
     /// Only try the first hop, never a fallback or the origin: the request
     /// is a relay around a link the requester cannot use itself.
     pub relay: bool,
+    /// A request from a rack peer for one piece (`from..to`) that it ranks
+    /// this node first to relay: the receiver fetches that piece along its
+    /// own path, never from another rack member, and refuses (503) if it
+    /// is already waiting on a rack member for it. See `crate::rack`.
+    pub rack: bool,
     /// The rank of the flight that sent this request ([`LOCAL_RANK`] for a
     /// node's own client). A node joins its own flight for the stripe only
     /// if that flight's rank is lower, and a flight it starts gets a lower
@@ -193,11 +204,20 @@ impl StripeRequest {
             path: path.to_vec(),
             fallbacks: fallbacks.to_vec(),
             from: 0,
+            to: None,
             ttl_ms,
             cached: false,
             relay: false,
+            rack: false,
             rank: LOCAL_RANK,
         }
+    }
+}
+
+impl StripeRequest {
+    /// The byte after the last one wanted, within the stripe.
+    pub fn end(&self) -> u64 {
+        self.to.unwrap_or_else(|| self.stripe.len())
     }
 }
 

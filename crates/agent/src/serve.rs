@@ -22,21 +22,35 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+mod pieced;
 mod plan;
 use plan::{Attempt, plan};
+
+/// Who asked for a stripe, which decides what flight it may join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asker {
+    /// This node's own client.
+    Local,
+    /// A rack peer, for one piece this node relays (`StripeRequest::rack`).
+    Rack,
+    /// A node along a path (or a stand-in's or a relay's requester).
+    Hop,
+}
 
 impl Node {
     /// The design's `serve(K, path, fallbacks)`: starts serving `req` (a
     /// stripe with the rest of its path and its fallbacks) from the store,
     /// a flight in progress, the next hop or the origin, and returns a
-    /// channel of frames from `req.from` to the end of the stripe. `local` marks a request from this node's own
-    /// client, which may fall back to the origin when every peer fails.
+    /// channel of frames from `req.from` to `req.end()`. `local` marks a
+    /// request from this node's own client, which may fall back to the
+    /// origin when every peer fails.
     pub async fn serve(
         self: &Arc<Self>,
         req: StripeRequest,
         local: bool,
     ) -> Result<mpsc::Receiver<Frame>, ServeError> {
         let key = req.stripe.entry_key();
+        let (from, to) = (req.from, req.end());
         let (tx, rx) = mpsc::channel(2);
         if self.store.contains(&key) {
             let store = self.store.clone();
@@ -45,8 +59,7 @@ impl Node {
                 .map_err(|e| ServeError::Internal(e.to_string()))?;
             match lease {
                 Ok(Some(lease)) => {
-                    self.metrics
-                        .served(Source::Store, lease.len.saturating_sub(req.from));
+                    self.metrics.served(Source::Store, to.saturating_sub(from));
                     let store = self.store.clone();
                     let on_corrupt = move || {
                         tracing::error!(
@@ -56,7 +69,7 @@ impl Node {
                         let _ = store.remove(&key);
                     };
                     // Peers check the whole stripe themselves; see `endpoints::suspect`.
-                    self.spawn(pump_lease(lease, req.from, tx, on_corrupt, local));
+                    self.spawn(pump_lease(lease, from, to, tx, on_corrupt, local));
                     return Ok(rx);
                 }
                 Ok(None) => {}
@@ -66,28 +79,79 @@ impl Node {
         if req.cached {
             return Err(ServeError::NotCached);
         }
-        // A new flight ranks below its requester (and no higher than its
-        // path is long); an existing one may be joined only from above.
-        let rank = (req.path.len() as u8).min(req.rank.saturating_sub(1));
-        let (flight, joined) = {
-            let mut flights = self.flights();
-            match flights.get(&key).filter(|f| !f.failed()) {
-                Some(f) if f.rank() < req.rank => (f.clone(), true),
-                Some(_) => (Flight::new(req.stripe.len(), rank), false),
-                None => {
-                    let f = Flight::new(req.stripe.len(), rank);
-                    flights.insert(key, f.clone());
-                    (f, false)
-                }
-            }
+        let asker = match (local, req.rack) {
+            (true, _) => Asker::Local,
+            (false, true) => Asker::Rack,
+            (false, false) => Asker::Hop,
         };
+        let (flight, joined, req) = self.flight_for(req, asker)?;
         if joined {
             self.metrics.singleflight_joins.inc();
         } else {
-            self.spawn(run_flight(self.clone(), flight.clone(), req.clone(), local));
+            self.spawn(run_flight(self.clone(), flight.clone(), req, local));
         }
-        self.spawn(pump_flight(flight, req.from, tx));
+        self.spawn(pump_flight(flight, from, to, tx));
         Ok(rx)
+    }
+
+    /// The flight that serves `req`: one in progress it may join, or a new
+    /// one (with the request it fills, and whether it was joined).
+    ///
+    /// Waits must stay acyclic. Ranks order the flights of a path: a new
+    /// flight ranks below its requester (and no higher than its path is
+    /// long), and a hop may join one only from above. A pieced flight
+    /// (one that waits on rack peers) is never joined by a hop, so no path
+    /// ever waits on a rack relay: a hop that finds one starts this node's
+    /// path flight beside it, which later hops join. A rack peer joins the
+    /// path flight if there is one, else the pieced one, claiming its piece
+    /// for this node's path (refused when that flight already waits on a
+    /// rack peer for the piece: the two views disagree on the relay, and
+    /// the asker goes elsewhere).
+    fn flight_for(
+        &self,
+        mut req: StripeRequest,
+        asker: Asker,
+    ) -> Result<(Arc<Flight>, bool, StripeRequest), ServeError> {
+        let key = req.stripe.entry_key();
+        let mut flights = self.flights();
+        let live = |pieced: bool| flights.get(&(key, pieced)).filter(|f| !f.failed()).cloned();
+        let (path_flight, pieced) = (live(false), live(true));
+        let joined = match asker {
+            Asker::Rack => match (path_flight, pieced) {
+                (Some(f), _) => Some(f),
+                (None, Some(f)) if f.claim_path(req.from) => Some(f),
+                (None, Some(_)) => return Err(ServeError::NotRelaying),
+                (None, None) => None,
+            },
+            Asker::Local => path_flight.or(pieced).filter(|f| f.rank() < req.rank),
+            Asker::Hop => path_flight.filter(|f| f.rank() < req.rank),
+        };
+        if let Some(f) = joined {
+            return Ok((f, true, req));
+        }
+        let claim = (asker == Asker::Rack).then_some(req.from);
+        if asker == Asker::Rack {
+            // The relay fetches along its own path, as for its own client.
+            let m = self.membership.load();
+            let path = self.path_to(&m, req.stripe.key());
+            req = StripeRequest::new(req.stripe, path.hops(), path.fallbacks(), req.ttl_ms);
+        }
+        let pieces = match asker {
+            Asker::Hop => None,
+            Asker::Local | Asker::Rack => self.piece_size_for(&req.stripe),
+        };
+        let rank = (req.path.len() as u8).min(req.rank.saturating_sub(1));
+        let f = Flight::new(req.stripe.len(), rank, pieces);
+        if let Some(from) = claim {
+            f.claim_path(from);
+        }
+        let slot = (key, pieces.is_some());
+        if live(slot.1).is_none() {
+            flights.insert(slot, f.clone());
+        }
+        req.from = 0;
+        req.to = None;
+        Ok((f, false, req))
     }
 }
 
@@ -113,9 +177,10 @@ async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, lo
         }
     }
     node.refresh_store_metrics();
+    let slot = (key, flight.pieces().is_some());
     let mut flights = node.flights();
-    if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-        flights.remove(&key);
+    if flights.get(&slot).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+        flights.remove(&slot);
     }
 }
 
@@ -215,7 +280,10 @@ async fn fill(
         buf: BytesMut::new(),
     };
     let deadline = Instant::now() + Duration::from_millis(req.ttl_ms);
-    let claimed = fetch(node, flight, req, &mut w, deadline, local).await?;
+    let claimed = match flight.pieces() {
+        Some(size) => pieced::fetch(node, flight, req, &mut w, deadline, local, size).await?,
+        None => fetch(node, flight, req, &mut w, deadline, local, len).await?,
+    };
     w.flush(flight).await?;
     let ours = w.checksum();
     let from_origin = claimed.is_none();
@@ -244,9 +312,12 @@ async fn fill(
     Ok((ours, from_origin))
 }
 
-/// Runs the plan until the stripe is complete. Returns the checksum the
-/// source claimed and who sent it, or `None` when the bytes came from the
-/// origin (this node is where the stripe entered the cluster).
+/// What a source claimed a stripe's checksum is, and who it was; `None`
+/// when the last bytes came from the origin (this node is where the stripe
+/// entered the cluster) or the range stopped short of the stripe's end.
+type Claim = Option<([u8; 32], SocketAddr)>;
+
+/// Runs the plan until the stripe is complete up to byte `to`.
 async fn fetch(
     node: &Arc<Node>,
     flight: &Flight,
@@ -254,7 +325,8 @@ async fn fetch(
     w: &mut Writer,
     deadline: Instant,
     local: bool,
-) -> Result<Option<([u8; 32], SocketAddr)>, Failure> {
+    to: u64,
+) -> Result<Claim, Failure> {
     let m = node.membership.load_full();
     let mut unreachable: HashSet<NodeId> = HashSet::new();
     let mut last = String::from("no candidate to fetch from");
@@ -274,7 +346,7 @@ async fn fetch(
             relay_for,
         } = attempt
         else {
-            match origin_fill(node, flight, req, w, deadline).await {
+            match origin_fill(node, flight, req, w, deadline, to).await {
                 Ok(()) => return Ok(None),
                 Err(e) if e.fatal => return Err(e),
                 Err(e) => {
@@ -299,8 +371,10 @@ async fn fetch(
             left.as_millis() as u64,
         );
         (sub.from, sub.cached, sub.relay, sub.rank) = (w.accepted(), peek, relay, flight.rank());
-        match peer_fill(node, flight, addr, &sub, w, deadline).await {
-            Ok(sum) => return Ok(Some((sum, addr))),
+        sub.to = (to < req.stripe.len()).then_some(to);
+        let rack = m.view.same_rack(node.id, target);
+        match peer_fill(node, flight, addr, &sub, w, deadline, rack).await {
+            Ok(sum) => return Ok(sum.map(|s| (s, addr))),
             Err(PeerError::Remote(f)) if f.fatal => return Err(f),
             Err(e) => {
                 if e.unreachable() || e == PeerError::BreakerOpen {
@@ -316,6 +390,9 @@ async fn fetch(
     )))
 }
 
+/// Fills `sub.from..sub.end()` from the peer at `addr` (a member of this
+/// node's rack if `rack`). Returns the stripe's checksum as the peer
+/// claims it when the range reached the stripe's end.
 async fn peer_fill(
     node: &Arc<Node>,
     flight: &Flight,
@@ -323,51 +400,66 @@ async fn peer_fill(
     sub: &StripeRequest,
     w: &mut Writer,
     deadline: Instant,
-) -> Result<[u8; 32], PeerError> {
+    rack: bool,
+) -> Result<Option<[u8; 32]>, PeerError> {
     let mut stream = stripe::open(&node.peer_client, addr, sub, deadline).await?;
-    let len = sub.stripe.len();
+    let (len, end) = (sub.stripe.len(), sub.end());
+    let source = if rack { Source::Rack } else { Source::Peer };
     loop {
         if Instant::now() >= deadline {
             return Err(stream.fail(PeerError::Broken("deadline passed mid-stripe".into())));
         }
         match stream.next().await? {
             Frame::Data(d, sum) => {
-                if w.accepted() + d.len() as u64 > len {
-                    return Err(stream.fail(PeerError::Corrupt(
-                        "more bytes than the stripe holds".into(),
-                    )));
+                let room = end - w.accepted();
+                if d.len() as u64 > room {
+                    if sub.to.is_none() {
+                        return Err(stream.fail(PeerError::Corrupt(
+                            "more bytes than the stripe holds".into(),
+                        )));
+                    }
+                    // A peer that predates `to` sends on to the stripe's
+                    // end: keep the verified prefix, and stop there.
+                    node.metrics.served(source, room);
+                    w.push(flight, &d[..room as usize], None)
+                        .await
+                        .map_err(|e| PeerError::Broken(e.message))?;
+                    stream.finish_ok();
+                    return Ok(None);
                 }
-                node.metrics.served(Source::Peer, d.len() as u64);
+                node.metrics.served(source, d.len() as u64);
                 w.push(flight, &d, sum)
                     .await
                     .map_err(|e| PeerError::Broken(e.message))?;
             }
             Frame::KeepAlive => {}
             Frame::End { len: n, checksum } => {
-                if n != len || w.accepted() != len {
+                if n != end || w.accepted() != end {
                     return Err(stream.fail(PeerError::Broken(format!(
-                        "end after {} of {len} bytes",
+                        "end after {} of {end} bytes",
                         w.accepted()
                     ))));
                 }
                 stream.finish_ok();
-                return Ok(checksum);
+                return Ok((end == len).then_some(checksum));
             }
             Frame::Error(f) => return Err(stream.fail(PeerError::Remote(f))),
         }
     }
 }
 
-/// Reads the rest of the stripe from the origin, retrying transient errors
-/// with backoff while the deadline allows.
+/// Reads the stripe up to byte `to` from the origin, retrying transient
+/// errors with backoff while the deadline allows.
 async fn origin_fill(
     node: &Arc<Node>,
     flight: &Flight,
     req: &StripeRequest,
     w: &mut Writer,
     deadline: Instant,
+    to: u64,
 ) -> Result<(), Failure> {
-    let (start, end) = req.stripe.range();
+    let start = req.stripe.range().0;
+    let end = start + to;
     let mut backoff = crate::timing::ORIGIN_BACKOFF;
     for attempt in 0..crate::timing::ORIGIN_ATTEMPTS {
         let from = start + w.accepted();

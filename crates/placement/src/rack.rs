@@ -98,6 +98,19 @@ impl View {
         live.into_iter().map(|(_, id)| id).collect()
     }
 
+    /// Whether `a` and `b` are live or dead members of one rack (both carry
+    /// the full set of labels and share it).
+    pub fn same_rack(&self, a: NodeId, b: NodeId) -> bool {
+        let (Some(i), Some(j)) = (self.index_of(a), self.index_of(b)) else {
+            return false;
+        };
+        let d = self.depth();
+        d > 0
+            && self.members[i].labels.depth() == d
+            && self.members[j].labels.depth() == d
+            && self.topo[i][d - 1] == self.topo[j][d - 1]
+    }
+
     /// The nodes that never pull a stripe of `key` through a rack relay:
     /// its L2 set (the first hop of every client's path, which serves the
     /// relays) and its `r` successors (the owner, which reads the origin,

@@ -2,8 +2,9 @@
 //! `request.from` to its end, as a stream of frames (see `crate::proto`).
 //! The receiver serves it as its own client's reads are served
 //! (`Node::serve`): from its store, a flight in progress, the next hop or
-//! the origin. 404 answers a `cached` peek that found nothing; 503 a full
-//! inbound limit or a draining node.
+//! the origin. 404 answers a `cached` peek that found nothing, or a rack
+//! peer's request for a piece this node is itself waiting on a rack peer
+//! for; 503 a full inbound limit or a draining node.
 
 use super::{Ask, Endpoint, Peers};
 use crate::peer::{FrameStream, PeerClient, PeerError};
@@ -36,6 +37,11 @@ pub enum ServeError {
     /// A peek, and the stripe is not in the store.
     #[error("not cached")]
     NotCached,
+    /// A rack peer asked this node to relay a piece it is itself waiting
+    /// on a rack peer for (their views disagree on the relay); the asker
+    /// goes to its next relay or its own path.
+    #[error("not relaying this piece")]
+    NotRelaying,
     /// Local trouble (a blocking task failed).
     #[error("internal: {0}")]
     Internal(String),
@@ -51,7 +57,9 @@ async fn handle(State(p): State<Peers>, Ask(req): Ask<StripeRequest>) -> Respons
             frame_body(rx, permit),
         )
             .into_response(),
-        Err(ServeError::NotCached) => error(StatusCode::NOT_FOUND, "not cached"),
+        Err(e @ (ServeError::NotCached | ServeError::NotRelaying)) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

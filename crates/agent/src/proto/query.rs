@@ -45,6 +45,8 @@ pub struct StripeQuery {
     /// First byte wanted, within the stripe.
     #[serde(default)]
     pub from: u64,
+    /// The byte after the last one wanted; absent for the stripe's end.
+    pub to: Option<u64>,
     /// Milliseconds left before the caller gives up.
     pub ttl: Option<u64>,
     /// Only answer from the store; never fetch.
@@ -53,6 +55,9 @@ pub struct StripeQuery {
     /// Relay mode: try only the first hop, never a fallback or the origin.
     #[serde(default)]
     pub relay: bool,
+    /// A rack peer's request for a piece (see [`StripeRequest::rack`]).
+    #[serde(default)]
+    pub rack: bool,
     /// The rank of the requester's flight (see [`StripeRequest::rank`]).
     pub rank: Option<u8>,
 }
@@ -219,29 +224,41 @@ impl Wire for StripeRequest {
         if self.relay {
             q.push(("relay", "true".into()));
         }
+        if let Some(to) = self.to {
+            q.push(("to", to.to_string()));
+        }
+        if self.rack {
+            q.push(("rack", "true".into()));
+        }
         join(&q)
     }
 
     fn from_query(mut q: StripeQuery) -> Result<Self, ProtoError> {
         let path = parse_ids(&q.path, 3, "path")?;
         let fallbacks = parse_ids(&q.fb, 64, "fb")?;
-        let (from, ttl, cached, relay, rank) = (q.from, q.ttl, q.cached, q.relay, q.rank);
+        let (from, to, ttl) = (q.from, q.to, q.ttl);
+        let (cached, relay, rack, rank) = (q.cached, q.relay, q.rack, q.rank);
         q.path.clear();
         q.fb.clear();
         let stripe = StripeRef::from_query(q)?;
         if from > stripe.len() {
             return Err(bad("from is past the end of the stripe"));
         }
+        if to.is_some_and(|to| to <= from || to > stripe.len()) {
+            return Err(bad("to must be after from and within the stripe"));
+        }
         Ok(StripeRequest {
             stripe,
             path,
             fallbacks,
             from,
+            to,
             ttl_ms: ttl
                 .unwrap_or(crate::timing::UNNAMED_DEADLINE_MS)
                 .min(MAX_TTL_MS),
             cached,
             relay,
+            rack,
             rank: rank.unwrap_or(0),
         })
     }
@@ -265,6 +282,9 @@ mod tests {
         assert!(query("url=http://o/x&size=10&ss=1&i=0").is_err());
         assert!(query("url=http://o/x&size=1000000&ss=262144&i=4").is_err());
         assert!(query("url=http://o/x&size=10&ss=262144&i=0&from=11").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&from=4&to=4").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&to=11").is_err());
+        assert!(query("url=http://o/x&size=10&ss=262144&i=0&from=4&to=5&rack=true").is_ok());
         assert!(query("url=http://o/x&size=10&ss=262144&i=0&d=sha256:../../x").is_err());
         assert!(query("url=http://o/x&size=10&ss=262144&i=0&path=zz").is_err());
         assert!(query("url=http://o/x&size=10&ss=262144&i=0&path=0000000000000001").is_ok());
@@ -294,6 +314,8 @@ mod tests {
                 ttl in 0..=MAX_TTL_MS,
                 cached in any::<bool>(),
                 relay in any::<bool>(),
+                rack in any::<bool>(),
+                to_share in proptest::option::of(0u64..=1000),
                 rank in any::<u8>(),
                 pick in any::<prop::sample::Index>(),
             ) -> StripeRequest {
@@ -310,7 +332,12 @@ mod tests {
                     index: pick.index(count as usize) as u64,
                 };
                 let from = stripe.len() * from_share / 1000;
-                StripeRequest { stripe, path: path_ids, fallbacks, from, ttl_ms: ttl, cached, relay, rank }
+                let to = to_share
+                    .map(|t| from + 1 + (stripe.len() - from) * t / 1000)
+                    .filter(|&t| t <= stripe.len());
+                StripeRequest {
+                    stripe, path: path_ids, fallbacks, from, to, ttl_ms: ttl, cached, relay, rack, rank,
+                }
             }
         }
 

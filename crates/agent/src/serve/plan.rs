@@ -129,9 +129,11 @@ mod tests {
             path: path.iter().map(|&i| NodeId(i)).collect(),
             fallbacks: fallbacks.iter().map(|&i| NodeId(i)).collect(),
             from: 0,
+            to: None,
             ttl_ms: 1000,
             cached: false,
             relay,
+            rack: false,
             rank: 3,
         }
     }
