@@ -261,19 +261,26 @@ async fn a_relay_that_goes_silent_mid_piece_costs_a_stall_not_a_pull() {
         assert!(got == data, "n{i} read the object");
     }
     origin.assert_served_once();
-    let stalls: u64 = (0..racks * per_rack)
-        .map(|i| {
-            c.agents[i]
-                .node
-                .metrics
-                .peer_failures
-                .get_or_create(&shoal_agent::metrics::FailureLabels {
-                    kind: "stall".into(),
-                })
-                .get()
-        })
-        .sum();
-    eprintln!("victim n{victim}; stalls {stalls}");
-    assert!(stalls > 0, "the silent relay was waited on, then given up");
+    // Waits on the silent relay ended by a stall (mid-stream) or a
+    // first-byte timeout (a request it never answered).
+    let failures = |kind: &str| -> u64 {
+        let labels = shoal_agent::metrics::FailureLabels { kind: kind.into() };
+        (0..racks * per_rack)
+            .map(|i| {
+                c.agents[i]
+                    .node
+                    .metrics
+                    .peer_failures
+                    .get_or_create(&labels)
+                    .get()
+            })
+            .sum()
+    };
+    let (stalls, timeouts) = (failures("stall"), failures("timeout"));
+    eprintln!("victim n{victim}; stalls {stalls}, timeouts {timeouts}");
+    assert!(
+        stalls + timeouts > 0,
+        "the silent relay was waited on, then given up"
+    );
     c.stop().await;
 }
