@@ -37,6 +37,7 @@ fn conserved(cfg: &Timed) {
         System::Direct,
         System::Flat,
         System::Dht,
+        System::Swarm,
     ] {
         let o = rollout(&cfg, system, 3).unwrap();
         assert!(
@@ -47,7 +48,7 @@ fn conserved(cfg: &Timed) {
         );
         let origin_copies = o.origin_bytes / object;
         match system {
-            System::Shoal | System::ShoalNoRelay | System::Flat => {
+            System::Shoal | System::ShoalNoRelay | System::Flat | System::Swarm => {
                 assert!(
                     (origin_copies - 1.0).abs() < 1e-9,
                     "{system:?}: {origin_copies}"

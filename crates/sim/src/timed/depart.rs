@@ -45,9 +45,9 @@ impl Engine<'_> {
                     from: f.sent,
                     dead: v,
                 });
-                self.flows.swap_remove(i);
+                self.drop_flow(i);
             } else if f.dst == v {
-                self.flows.swap_remove(i);
+                self.drop_flow(i);
             } else {
                 i += 1;
             }

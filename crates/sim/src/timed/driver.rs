@@ -16,6 +16,33 @@ pub fn rollout(cfg: &Timed, system: System, seed: u64) -> Result<Outcome, Placem
     run(cfg, &Plan::rollout(cfg.topology.nodes), system, seed)
 }
 
+/// The swarm's peer sets ([`super::SWARM_PEERS`] distinct random others
+/// per node, as a tracker hands out) and its seeds.
+fn swarm(n: usize, seed: u64) -> (Vec<Vec<u32>>, Vec<u32>) {
+    let mut coins = ChaCha8Rng::seed_from_u64(rng::stream(seed, 12));
+    let want = super::SWARM_PEERS.min(n.saturating_sub(1));
+    let peers = (0..n as u32)
+        .map(|me| {
+            let mut set: Vec<u32> = Vec::with_capacity(want);
+            while set.len() < want {
+                let p = rng::below(&mut coins, n) as u32;
+                if p != me && !set.contains(&p) {
+                    set.push(p);
+                }
+            }
+            set
+        })
+        .collect();
+    let mut seeds: Vec<u32> = Vec::new();
+    while seeds.len() < super::SWARM_SEEDS.min(n) {
+        let s = rng::below(&mut coins, n) as u32;
+        if !seeds.contains(&s) {
+            seeds.push(s);
+        }
+    }
+    (peers, seeds)
+}
+
 /// Runs `plan` under `system` with `seed`.
 pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcome, PlacementError> {
     let topo = &cfg.topology;
@@ -71,6 +98,10 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         pieced: units.iter().any(|u| u.1 > 0),
         hop_sets: vec![None; stripe_count],
         relay_coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 10)),
+        swarm_peers: Vec::new(),
+        swarm_seeds: Vec::new(),
+        swarm_holders: Vec::new(),
+        uploads: vec![0; n],
         providers: vec![Vec::new(); stripes as usize],
         coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 2)),
         out: Outcome {
@@ -91,6 +122,10 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         resume_coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 8)),
         in_window: false,
     };
+    if system == System::Swarm {
+        (e.swarm_peers, e.swarm_seeds) = swarm(n, seed);
+        e.swarm_holders = vec![Vec::new(); stripes as usize];
+    }
     for w in 0..plan.warm.min(n) as u32 {
         for s in 0..stripes {
             let slot = e.slot(w, s);

@@ -15,7 +15,15 @@
 //! - [`System::Flat`]: one hop to the stripe's owner, which fetches once;
 //! - [`System::Dht`]: a DHT of provider records (Spegel's way): a node
 //!   that holds a stripe is advertised, a client picks a random provider,
-//!   and goes to the origin when there is none.
+//!   and goes to the origin when there is none;
+//! - [`System::Swarm`]: a BitTorrent-style swarm (Kraken's and
+//!   Dragonfly's way): a tracker that knows every holder, in-progress ones
+//!   included; each node keeps [`SWARM_PEERS`] random peers and pulls each
+//!   piece from the least busy of them that has or is fetching it (ties
+//!   broken at random: choking, in effect), else from the least busy
+//!   holder the tracker names; a few seeds ([`SWARM_SEEDS`])
+//!   fetch from the origin. Pieces are pulled in order with the same
+//!   read-ahead as shoal's, not rarest first.
 //!
 //! Nodes may vanish at any time ([`faults`]): transfers they were sending
 //! resume elsewhere from the bytes received ([`depart`]), and paths route
@@ -56,7 +64,17 @@ pub enum System {
     Flat,
     /// Provider records in a DHT; a random provider, else the origin.
     Dht,
+    /// A BitTorrent-style swarm with a tracker and a few seeds.
+    Swarm,
 }
+
+/// Peers each node of [`System::Swarm`] keeps (BitTorrent's usual 50).
+pub const SWARM_PEERS: usize = 50;
+
+/// Nodes of [`System::Swarm`] that fetch pieces from the origin: each
+/// piece has one, and a node none of whose peers has a piece pulls it
+/// from that piece's seed.
+pub const SWARM_SEEDS: usize = 4;
 
 impl System {
     /// The system's name in tables and figures.
@@ -67,6 +85,7 @@ impl System {
             System::Direct => "direct",
             System::Flat => "flat",
             System::Dht => "dht",
+            System::Swarm => "swarm",
         }
     }
 }
@@ -237,6 +256,13 @@ struct Engine<'a> {
     hop_sets: Vec<Option<Vec<u32>>>,
     /// Coins for the paths of rack relays, apart from the clients' ones.
     relay_coins: ChaCha8Rng,
+    /// [`System::Swarm`]: each node's peers, the seeds, and per unit the
+    /// nodes that started fetching it (the tracker's list).
+    swarm_peers: Vec<Vec<u32>>,
+    swarm_seeds: Vec<u32>,
+    swarm_holders: Vec<Vec<u32>>,
+    /// Flows each node is sending now.
+    uploads: Vec<u32>,
 }
 
 /// `upstream` of a (node, stripe) fed by the origin or by nothing.
@@ -312,7 +338,10 @@ impl Engine<'_> {
         self.state[slot] = FETCHING;
         self.progress[slot] = from;
         self.upstream[slot] = match src {
-            End::Node(n) => n,
+            End::Node(n) => {
+                self.uploads[n as usize] += 1;
+                n
+            }
             End::Origin => NO_NODE,
         };
         let t = &self.cfg.topology;
@@ -329,6 +358,14 @@ impl Engine<'_> {
             way: self.links.way(t, src, dst),
             dist,
         });
+    }
+
+    /// Removes flow `i` (its sender has one upload less).
+    fn drop_flow(&mut self, i: usize) {
+        let f = self.flows.swap_remove(i);
+        if let End::Node(n) = f.src {
+            self.uploads[n as usize] -= 1;
+        }
     }
 
     /// Bytes of stripe `s` that `src` can pass on now.
@@ -424,7 +461,7 @@ impl Engine<'_> {
                 let slot = self.slot(dst, s);
                 self.state[slot] = DONE;
                 self.providers[s as usize].push(dst);
-                self.flows.swap_remove(i);
+                self.drop_flow(i);
             } else {
                 i += 1;
             }

@@ -87,6 +87,7 @@ impl Engine<'_> {
                     }
                 };
             }
+            System::Swarm => return self.swarm_fetch(c, s, from),
             System::Flat => chain.extend(path.hops().last().and_then(|id| self.index.get(id))),
             System::Shoal | System::ShoalNoRelay => {
                 chain.extend(path.hops().iter().filter_map(|id| self.index.get(id)));
@@ -303,6 +304,56 @@ impl Engine<'_> {
             }
         }
         out
+    }
+
+    /// The swarm baseline's pull of unit `s` by `c`: from the least busy
+    /// (fewest uploads now; ties at random) of its live peers that holds
+    /// or is fetching it, else of the holders the tracker knows
+    /// (in-progress ones included), else from
+    /// the unit's first live seed, which fetches it from the origin if it
+    /// has not yet. None is fed by `c`. Returns whether a node had it.
+    fn swarm_fetch(&mut self, c: u32, s: u32, from: f64) -> bool {
+        let usable = |e: &Self, p: u32| {
+            p != c && !e.dead[p as usize] && e.state[e.slot(p, s)] != IDLE && !e.feeds_on(p, c, s)
+        };
+        let mut have: Vec<u32> = self.swarm_peers[c as usize]
+            .iter()
+            .copied()
+            .filter(|&p| usable(self, p))
+            .collect();
+        if have.is_empty() {
+            have = self.swarm_holders[s as usize]
+                .iter()
+                .copied()
+                .filter(|&p| usable(self, p))
+                .collect();
+        }
+        self.swarm_holders[s as usize].push(c);
+        if let Some(least) = have.iter().map(|&p| self.uploads[p as usize]).min() {
+            have.retain(|&p| self.uploads[p as usize] == least);
+            let p = have[below(&mut self.coins, have.len())];
+            self.start_flow(End::Node(p), c, s, from);
+            return true;
+        }
+        let k = self.swarm_seeds.len();
+        let seed = (0..k)
+            .map(|i| self.swarm_seeds[(s as usize + i) % k])
+            .find(|&x| !self.dead[x as usize]);
+        match seed {
+            Some(x) if x != c && !self.feeds_on(x, c, s) => {
+                let hit = self.state[self.slot(x, s)] != IDLE;
+                if !hit {
+                    self.swarm_holders[s as usize].push(x);
+                    self.start_flow(End::Origin, x, s, 0.0);
+                }
+                self.start_flow(End::Node(x), c, s, from);
+                hit
+            }
+            _ => {
+                self.start_flow(End::Origin, c, s, from);
+                false
+            }
+        }
     }
 
     /// A random live-looking provider of `s` for the DHT baseline: dead
