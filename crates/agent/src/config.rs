@@ -137,8 +137,10 @@ pub struct AgentConfig {
     pub inbound_limit: usize,
     /// Concurrent requests to one peer.
     pub peer_inflight: usize,
-    /// Stripes an object read fetches ahead of the one it streams.
-    pub readahead: usize,
+    /// Bytes of an object a read has in flight at once (whole stripes, at
+    /// least one): the stripe it streams and those it fetches ahead.
+    #[serde(deserialize_with = "de::size")]
+    pub readahead: u64,
     /// Cluster token peers must present. Unset means open (a warning says
     /// so at startup).
     pub token: Option<String>,
@@ -285,6 +287,12 @@ impl AgentConfig {
         if !(lo..=hi).contains(&self.stripe_size) {
             return Err(inv("stripe_size", "must be between 64KiB and 4GiB"));
         }
+        if self.readahead < self.stripe_size {
+            return Err(inv(
+                "readahead",
+                "must be at least one stripe, in bytes (for example \"256MiB\")",
+            ));
+        }
         if self.piece_size != 0 && self.piece_size < crate::proto::CHUNK as u64 {
             return Err(inv(
                 "piece_size",
@@ -296,7 +304,6 @@ impl AgentConfig {
             ("origin_concurrency", self.origin_concurrency),
             ("inbound_limit", self.inbound_limit),
             ("peer_inflight", self.peer_inflight),
-            ("readahead", self.readahead),
         ] {
             if v == 0 {
                 return Err(inv(k, "must be at least 1"));
@@ -371,7 +378,7 @@ mod tests {
         assert_eq!(c.timeouts.stall_floor_ms, 1500);
         let r = c.resolve().unwrap();
         assert_eq!(r.store_budget, Budget::Bytes(2 << 30));
-        assert_eq!(r.stripe_size, 64 << 20);
+        assert_eq!(r.stripe_size, 16 << 20);
         assert!(from_text("nmae = \"x\"").is_err());
     }
 
@@ -395,6 +402,7 @@ mod tests {
         };
         assert!(bad(|c| c.stripe_size = 1024));
         assert!(bad(|c| c.piece_size = 1024));
+        assert!(bad(|c| c.readahead = 4));
         assert!(!bad(|c| c.piece_size = 0));
         assert!(from_text("store_budget = \"lots\"").is_err());
         assert!(from_text("stripe_size = \"1 pint\"").is_err());

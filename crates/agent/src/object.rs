@@ -258,6 +258,7 @@ async fn stream_object(
     on_mismatch: OnMismatch,
 ) {
     let ss = node.cfg.stripe_size;
+    let window_stripes = (node.cfg.readahead / ss).max(1) as usize;
     let whole = start == 0 && end == spec.size;
     let mut sink = Sink {
         tx,
@@ -269,7 +270,7 @@ async fn stream_object(
         let mut window = VecDeque::new();
         let mut next = first;
         for i in first..=last {
-            while next <= last && window.len() < node.cfg.readahead {
+            while next <= last && window.len() < window_stripes {
                 let from = if next == first { start - first * ss } else { 0 };
                 let req = request(&node, &spec, next, from);
                 window.push_back(node.serve(req, true).await);
