@@ -847,7 +847,7 @@ fn every_chart_setting_renders_a_config_the_agent_accepts() {
             // Values and extraConfig both arrive.
             assert_eq!(resolved.stripe_size, 128 << 20);
             assert_eq!(cfg.min_copies, 3);
-            assert_eq!(cfg.readahead, 8);
+            assert_eq!(cfg.readahead, 512 << 20);
             assert_eq!(cfg.mirror.tag_ttl_ms, 60_000);
             assert_eq!(cfg.timeouts.deadline_ms, 300_000);
             assert_eq!(cfg.mirror.registries.len(), 2);
