@@ -60,7 +60,7 @@ fn rollout_compares_every_system_and_is_deterministic() {
         run_sim(&base, extra)
     };
     let table = run(&[]);
-    for system in ["shoal", "shoal, no relay", "direct", "flat", "dht"] {
+    for system in ["shoal", "shoal, no relay", "direct", "flat", "dht", "swarm"] {
         assert!(table.contains(&format!("| {system} |")), "{table}");
     }
     // Read-ahead is in bytes: the old count of stripes is refused.
