@@ -37,7 +37,8 @@ pub enum PeerError {
     /// The breaker is open: skipped without a request.
     #[error("breaker open")]
     BreakerOpen,
-    /// Too many requests to this peer already.
+    /// Too many requests to this peer already, and none finished within
+    /// the first-byte timeout.
     #[error("peer busy (local in-flight limit)")]
     Busy,
     /// Could not connect, and was told so quickly (refused).
@@ -384,19 +385,33 @@ impl PeerClient {
     /// The breaker's leave and a slot of `addr`'s in-flight limit, with
     /// the time the request may take to its headers and the stall timeout
     /// of its body.
-    fn begin(
+    async fn begin(
         &self,
         addr: SocketAddr,
         deadline: Instant,
     ) -> Result<(Arc<PeerState>, OwnedSemaphorePermit, Duration, Duration), PeerError> {
         let st = self.shared.state(addr);
-        let now = Instant::now();
         // The slot first: a half-open breaker's probe, once taken, must
         // be sent, or nothing would ever close or reopen the breaker.
-        let Ok(permit) = st.inflight.clone().try_acquire_owned() else {
-            self.record(addr, &st, Err(&PeerError::Busy));
-            return Err(PeerError::Busy);
+        // When every slot is taken, wait for one up to the first-byte
+        // timeout: a deep read-ahead queues behind its own requests rather
+        // than giving up on a good peer (and sending a stand-in to the
+        // origin).
+        let permit = match st.inflight.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let (_, first_byte, _) = self.shared.timeouts(&st);
+                let wait = first_byte.min(deadline.saturating_duration_since(Instant::now()));
+                match tokio::time::timeout(wait, st.inflight.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    _ => {
+                        self.record(addr, &st, Err(&PeerError::Busy));
+                        return Err(PeerError::Busy);
+                    }
+                }
+            }
         };
+        let now = Instant::now();
         let allowed = st
             .breaker
             .lock()
@@ -421,7 +436,7 @@ impl PeerClient {
         query: &str,
         deadline: Instant,
     ) -> Result<FrameStream, PeerError> {
-        let (st, permit, limit, stall) = self.begin(addr, deadline)?;
+        let (st, permit, limit, stall) = self.begin(addr, deadline).await?;
         let sent = Instant::now();
         match self.request(addr, path, query, limit).await {
             Ok(resp) => {
@@ -455,7 +470,7 @@ impl PeerClient {
         query: &str,
         limit: Duration,
     ) -> Result<http::Response<Incoming>, PeerError> {
-        let (st, _permit, limit, _) = self.begin(addr, Instant::now() + limit)?;
+        let (st, _permit, limit, _) = self.begin(addr, Instant::now() + limit).await?;
         let sent = Instant::now();
         let result = self.request(addr, path, query, limit).await;
         if result.is_ok() {
