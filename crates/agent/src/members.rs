@@ -17,7 +17,7 @@ use tokio::sync::watch;
 /// far (at least this node).
 pub fn initial(c: &AgentConfig, gossip: Option<&Gossip>) -> Result<Membership, PlacementError> {
     match gossip {
-        Some(g) => membership_of(&g.roster()),
+        Some(g) => membership_of(&g.roster(), placement(c)),
         None => static_membership(c),
     }
 }
@@ -33,20 +33,20 @@ pub fn static_membership(c: &AgentConfig) -> Result<Membership, PlacementError> 
         addrs.insert(m.id(), p.addr);
         members.push(m);
     }
-    let view = View::with_members(PlacementConfig::default(), members)?;
+    let view = View::with_members(placement(c), members)?;
     Ok(Membership { view, addrs })
 }
 
 /// The view a roster describes: every member it knows, those down marked
 /// dead (so finger sets do not reshuffle while they are out).
-pub fn membership_of(roster: &Roster) -> Result<Membership, PlacementError> {
+pub fn membership_of(roster: &Roster, pc: PlacementConfig) -> Result<Membership, PlacementError> {
     let members = roster.members.values().map(|r| {
         Member::new(
             r.peer.name.as_str(),
             Labels::new(r.peer.labels.iter().cloned()),
         )
     });
-    let mut view = View::with_members(PlacementConfig::default(), members)?;
+    let mut view = View::with_members(pc, members)?;
     let mut addrs = HashMap::new();
     for r in roster.members.values() {
         let id = shoal_placement::NodeId::from_name(&r.peer.name);
@@ -56,6 +56,20 @@ pub fn membership_of(roster: &Roster) -> Result<Membership, PlacementError> {
         }
     }
     Ok(Membership { view, addrs })
+}
+
+/// The placement settings of `c`: the defaults, with rack relays off
+/// (`rack_relay_min` out of reach) when `piece_size` is 0, so paths do not
+/// route as if relays carried the pieces (`View::relays_ask_owner`).
+pub fn placement(c: &AgentConfig) -> PlacementConfig {
+    PlacementConfig {
+        rack_relay_min: if c.piece_size == 0 {
+            usize::MAX
+        } else {
+            PlacementConfig::default().rack_relay_min
+        },
+        ..PlacementConfig::default()
+    }
 }
 
 /// This node's gossip identity. The generation is the start time, so a
@@ -98,7 +112,7 @@ pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
 async fn swap_views(node: Arc<Node>, mut rx: watch::Receiver<Arc<Roster>>) {
     loop {
         let roster = rx.borrow_and_update().clone();
-        match membership_of(&roster) {
+        match membership_of(&roster, placement(&node.cfg)) {
             Ok(m) => {
                 tracing::debug!(version = roster.version, members = m.view.len(), "new view");
                 node.membership.store(Arc::new(m));

@@ -202,7 +202,10 @@ impl Node {
         }
         let m = self.membership.load();
         let key = stripe.key();
-        if m.view.rack_relays(self.id, key, 0).is_empty() || m.view.hop_set(key).contains(&self.id)
+        if m.view
+            .rack_relays(self.id, stripe.object_key(), 0)
+            .is_empty()
+            || m.view.hop_set(key).contains(&self.id)
         {
             return None;
         }

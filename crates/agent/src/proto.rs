@@ -92,6 +92,17 @@ impl StripeRef {
         Key::for_stripe(self.object.identity().as_bytes(), self.index)
     }
 
+    /// The key of the whole object, which orders its piece relays.
+    pub fn object_key(&self) -> Key {
+        Key::for_object(self.object.identity().as_bytes())
+    }
+
+    /// Piece `piece` of this stripe counted across the object, for pieces
+    /// of `piece_size` bytes (not 0): each stripe starts a new piece.
+    pub fn piece_in_object(&self, piece_size: u64, piece: u64) -> u64 {
+        self.index * self.stripe_size.div_ceil(piece_size.max(1)) + piece
+    }
+
     /// The store key: BLAKE3 of identity, stripe size and index.
     pub fn entry_key(&self) -> EntryKey {
         let mut h = blake3::Hasher::new();

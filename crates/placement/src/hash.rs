@@ -53,6 +53,16 @@ impl Key {
         h.update(&index.to_le_bytes());
         Key(h.digest())
     }
+
+    /// The key of the object whose identity is `identity` as a whole: it
+    /// orders each rack's members as the object's piece relays
+    /// ([`crate::View::rack_relays`]). Distinct from every stripe's key.
+    pub fn for_object(identity: &[u8]) -> Self {
+        let mut h = Xxh3Default::new();
+        h.update(identity);
+        h.update(b"\xffobject");
+        Key(h.digest())
+    }
 }
 
 /// SplitMix64's finaliser (Stafford variant 13): a fast bijection on `u64`

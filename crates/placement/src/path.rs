@@ -6,6 +6,10 @@
 //! with probability `eps`), `O = owner(K)`; the request goes
 //! `C → H2 → H1 → O`, and `s1 … s(r-1)` are the fallback tail.
 //!
+//! In a fleet whose rack relays ask the owner directly
+//! ([`View::relays_ask_owner`]), a client in a relay rack skips the finger
+//! sets: its chain is `[C, O, O, O]`.
+//!
 //! The chain `[C, H2, H1, O]` is *loop-erased*: from each node the request
 //! jumps past that node's last appearance in the chain. So no hop is `C`,
 //! no node appears twice, and the last hop is always the owner (or the path
@@ -92,7 +96,14 @@ impl View {
         } else {
             uniform(coins[2], l1.len())
         };
-        let h1 = l1.get(k).copied().unwrap_or(owner);
+        let mut h1 = l1.get(k).copied().unwrap_or(owner);
+        // A client in a relay rack of a fleet whose relays ask the owner
+        // directly skips the finger sets too (it reads whole stripes only
+        // when it owns them or its relays fail).
+        let mut h2 = h2;
+        if self.relays_ask_owner && self.in_relay_rack(client) {
+            (h2, h1) = (owner, owner);
+        }
 
         let (h2, h1, owner) = (self.id_at(h2), self.id_at(h1), self.id_at(owner));
         path.chain = Some([h2, h1, owner]);

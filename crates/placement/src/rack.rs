@@ -59,22 +59,32 @@ impl Racks {
     }
 }
 
-/// The rendezvous score of `member` for piece `piece` of the stripe with
-/// `key`: the highest score relays the piece.
-fn score(key: Key, piece: u64, member: NodeId) -> u64 {
-    mix64(probe(key, Domain::Rack, piece as u32, (piece >> 32) as u32) ^ mix64(member.0))
+/// Where `member` stands in its rack's order for the object with key
+/// `object`: members are ranked by this score, highest first.
+fn score(object: Key, member: NodeId) -> u64 {
+    mix64(probe(object, Domain::Rack, 0, 0) ^ mix64(member.0))
 }
 
 impl View {
-    /// The relays of piece `piece` of the stripe with `key` for the rack
-    /// of `client`, best first: every live member of its rack (the client
-    /// included) ranked by rendezvous hash of (key, piece, member). The
-    /// first is the relay; a client that is the relay, or finds the list
-    /// empty, fetches along its own path. Empty when `client` is not a
-    /// member, carries fewer labels than the deepest member (no rack), or
+    /// The relays of piece `piece` of the object with key `object` (see
+    /// [`Key::for_object`]) for the rack of `client`, best first. `piece`
+    /// counts pieces across the whole object: a stripe's pieces follow
+    /// those of the stripes before it. Every node of the rack computes the
+    /// same order: the rack's members, alive or not, ranked by a hash of
+    /// (object, member), turned so that piece `piece` starts at member
+    /// `piece mod n`; the dead are then left out. So consecutive pieces
+    /// go to consecutive members and each member relays an equal share of
+    /// the object (a hash per piece would leave some members with half as
+    /// much again as the mean, and the busiest relay sets a node-bound
+    /// rollout's pace), and when a relay dies its pieces pass to the next
+    /// member while every other piece keeps its relay.
+    ///
+    /// The first is the relay; a client that is the relay, or finds the
+    /// list empty, fetches along its own path. Empty when `client` is not
+    /// a member, carries fewer labels than the deepest member (no rack), or
     /// its rack has fewer live members than `rack_relay_min`. Callers also
     /// skip relays for stripes whose [`View::hop_set`] holds the client.
-    pub fn rack_relays(&self, client: NodeId, key: Key, piece: u64) -> Vec<NodeId> {
+    pub fn rack_relays(&self, client: NodeId, object: Key, piece: u64) -> Vec<NodeId> {
         let Some(i) = self.index_of(client) else {
             return Vec::new();
         };
@@ -85,17 +95,56 @@ impl View {
         let Some(rack) = rack_of(labels, &self.topo[i]).and_then(|r| self.racks.0.get(&r)) else {
             return Vec::new();
         };
-        let mut live: Vec<(u64, NodeId)> = rack
-            .iter()
-            .copied()
+        let mut all: Vec<(u64, NodeId)> = rack.iter().map(|&id| (score(object, id), id)).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        let n = all.len();
+        let first = (piece % n as u64) as usize;
+        let live: Vec<NodeId> = (0..n)
+            .map(|k| all[(first + k) % n].1)
             .filter(|&id| self.is_alive(id))
-            .map(|id| (score(key, piece, id), id))
             .collect();
         if live.len() < self.config.rack_relay_min.max(2) {
             return Vec::new();
         }
-        live.sort_unstable_by(|a, b| b.cmp(a));
-        live.into_iter().map(|(_, id)| id).collect()
+        live
+    }
+
+    /// Whether rack relays pull their pieces from the owner directly
+    /// instead of through the finger sets: the fleet has at least one
+    /// relay rack (a rack of `rack_relay_min` members or more, alive or
+    /// not) and no more than `V * b` of them. The finger sets exist to
+    /// bound how many nodes ask an owner for a stripe; with relays, the
+    /// owner is asked once per relay rack and piece, which is no more than
+    /// its L2 set would be asked, so in a fleet that small the two extra
+    /// hops only add copies: every L2 and H1 member would upload each
+    /// stripe again and the relays would wait on them. Changes only when
+    /// members join or leave, not when they die, so paths stay put while
+    /// a node is down.
+    pub fn relays_ask_owner(&self) -> bool {
+        self.relays_ask_owner
+    }
+
+    /// Recomputes [`View::relays_ask_owner`] after a join or a leave.
+    pub(crate) fn count_relay_racks(&mut self) {
+        let min = self.config.rack_relay_min.max(2);
+        let racks = self.racks.0.values().filter(|m| m.len() >= min).count();
+        self.relays_ask_owner = racks > 0 && racks <= self.config.v * self.b;
+    }
+
+    /// Whether `id` is a member of a relay rack: it carries the full
+    /// label list and its rack has `rack_relay_min` members or more,
+    /// alive or not.
+    pub fn in_relay_rack(&self, id: NodeId) -> bool {
+        self.index_of(id).is_some_and(|i| self.in_relay_rack_at(i))
+    }
+
+    fn in_relay_rack_at(&self, i: usize) -> bool {
+        if self.members[i].labels.depth() < self.depth() {
+            return false;
+        }
+        rack_of(&self.members[i].labels, &self.topo[i])
+            .and_then(|r| self.racks.0.get(&r))
+            .is_some_and(|m| m.len() >= self.config.rack_relay_min.max(2))
     }
 
     /// Whether `a` and `b` are live or dead members of one rack (both carry
@@ -111,20 +160,24 @@ impl View {
             && self.topo[i][d - 1] == self.topo[j][d - 1]
     }
 
-    /// The nodes that never pull a stripe of `key` through a rack relay:
-    /// its L2 set (the first hop of every client's path, which serves the
-    /// relays) and its `r` successors (the owner, which reads the origin,
-    /// and its stand-ins), sorted. Everyone else may: an L1 member whose
-    /// relay's path reaches it as H1 goes on to the owner itself (the
-    /// agent's flight ranks make it start its own fetch instead of
-    /// waiting on itself; the simulator erases the loop).
+    /// The nodes that never pull a stripe of `key` through a rack relay,
+    /// sorted: its owner (which reads the origin) and, unless relays ask
+    /// the owner directly ([`View::relays_ask_owner`]), its L2 set (the
+    /// first hop of every client's path, which serves the relays). Everyone
+    /// else may: an L1 member whose relay's path reaches it as H1 goes on
+    /// to the owner itself (the agent's flight ranks make it start its own
+    /// fetch instead of waiting on itself; the simulator erases the loop).
+    /// The owner's stand-ins are not in the set: while views disagree on
+    /// the owner's death a stand-in may receive a stripe twice, once for
+    /// itself through a relay and once as the end of a path, but the two
+    /// are separate flights and neither waits on the other.
     pub fn hop_set(&self, key: Key) -> Vec<NodeId> {
-        let mut ids: Vec<u32> = self.l2_indices(key).iter().copied().collect();
-        ids.extend(
-            self.successor_indices(key, self.config.replicas)
-                .iter()
-                .copied(),
-        );
+        let mut ids: Vec<u32> = if self.relays_ask_owner {
+            Vec::new()
+        } else {
+            self.l2_indices(key).iter().copied().collect()
+        };
+        ids.extend(self.successor_indices(key, 1).iter().copied());
         let mut out: Vec<NodeId> = ids.into_iter().map(|i| self.id_at(i)).collect();
         out.sort_unstable();
         out.dedup();
@@ -154,24 +207,27 @@ mod tests {
     }
 
     #[test]
-    fn a_rack_agrees_on_one_relay_per_piece_and_spreads_pieces() {
+    fn a_rack_agrees_on_one_relay_per_piece_and_shares_pieces_evenly() {
         let v = fleet(8, 16);
-        let key = Key::for_stripe(b"obj", 3);
+        let object = Key::for_object(b"obj");
         let mut first = std::collections::HashMap::<NodeId, usize>::new();
         for piece in 0..1600 {
-            let ranked = v.rack_relays(id(16), key, piece);
+            let ranked = v.rack_relays(id(16), object, piece);
             assert_eq!(ranked.len(), 16, "every live member of rack 1");
             for member in 17..32 {
-                assert_eq!(v.rack_relays(id(member), key, piece), ranked);
+                assert_eq!(v.rack_relays(id(member), object, piece), ranked);
             }
+            // Consecutive pieces, consecutive members.
+            assert_eq!(v.rack_relays(id(16), object, piece + 1)[0], ranked[1]);
             *first.entry(ranked[0]).or_default() += 1;
         }
-        // Each member relays about 1/16 of the pieces.
         assert_eq!(first.len(), 16);
-        assert!(
-            first.values().all(|&n| (50..=150).contains(&n)),
-            "{first:?}"
-        );
+        assert!(first.values().all(|&n| n == 100), "{first:?}");
+        // Another object starts its pieces elsewhere in the rack.
+        let starts: std::collections::HashSet<NodeId> = (0..40)
+            .map(|o| v.rack_relays(id(16), Key::for_object(&[o]), 0)[0])
+            .collect();
+        assert!(starts.len() > 8, "{starts:?}");
     }
 
     #[test]
@@ -233,8 +289,9 @@ mod tests {
     }
 
     #[test]
-    fn every_first_hop_owner_and_stand_in_is_in_the_hop_set() {
+    fn every_first_hop_and_owner_is_in_the_hop_set() {
         let v = fleet(40, 25);
+        assert!(!v.relays_ask_owner(), "40 racks > V * b = 20");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for s in 0..20 {
             let key = Key::for_stripe(b"obj", s);
@@ -242,15 +299,49 @@ mod tests {
             for c in (0..1000).step_by(7) {
                 let p = v.path(id(c), key, &mut rng);
                 let [h2, _, owner] = p.chain().unwrap();
-                for h in [h2, owner].iter().chain(p.fallbacks()) {
+                for h in [h2, owner] {
                     assert!(
-                        set.binary_search(h).is_ok(),
+                        set.binary_search(&h).is_ok(),
                         "stripe {s}: {h:?} not in the hop set"
                     );
                 }
             }
             // A small share of the fleet: most nodes use their rack relay.
-            assert!(set.len() < 1000 / 20, "{} of 1000", set.len());
+            assert!(set.len() < 1000 / 40, "{} of 1000", set.len());
         }
+    }
+
+    #[test]
+    fn in_a_fleet_of_few_racks_relays_ask_the_owner() {
+        // 4 racks of 8: b = 4, so V * b = 8 relay racks or fewer.
+        let mut v = fleet(4, 8);
+        assert!(v.relays_ask_owner());
+        v.join(Member::new("bare", Labels::default())).unwrap();
+        let bare = NodeId::from_name("bare");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut tree = 0;
+        for s in 0..50 {
+            let key = Key::for_stripe(b"obj", s);
+            let owner = v.owner(key).unwrap();
+            assert_eq!(v.hop_set(key), vec![owner]);
+            for c in 0..32 {
+                let p = v.path(id(c), key, &mut rng);
+                let want: &[NodeId] = if id(c) == owner { &[] } else { &[owner] };
+                assert_eq!(p.hops(), want, "stripe {s}, n{c}");
+            }
+            // A node in no rack still goes through the finger sets.
+            tree += usize::from(v.path(bare, key, &mut rng).hops().len() > 1);
+        }
+        assert!(tree > 0);
+        // A death leaves paths alone; enough new racks turn it off.
+        v.mark_dead(id(3));
+        assert!(v.relays_ask_owner());
+        for r in 4..12 {
+            for i in 0..4 {
+                let labels = Labels::new(["z", "row9", &format!("rack{r}")]);
+                v.join(Member::new(format!("m{r}-{i}"), labels)).unwrap();
+            }
+        }
+        assert!(!v.relays_ask_owner(), "12 racks > V * b = 8");
     }
 }

@@ -59,6 +59,8 @@ pub struct View {
     /// Members by rack (the interned prefix of all their labels), alive
     /// or not, for the rack relay (`rack.rs`).
     pub(crate) racks: crate::rack::Racks,
+    /// See [`View::relays_ask_owner`]; kept by joins and leaves.
+    pub(crate) relays_ask_owner: bool,
 }
 
 /// Largest member count; node indices must fit in a `u32`.
@@ -78,6 +80,7 @@ impl View {
             alive_count: 0,
             b: fan_base(0),
             racks: crate::rack::Racks::default(),
+            relays_ask_owner: false,
         })
     }
 
@@ -117,6 +120,7 @@ impl View {
         view.alive_count = points.len();
         view.b = fan_base(points.len());
         view.ring = Ring::from_sorted(points);
+        view.count_relay_racks();
         Ok(view)
     }
 
@@ -154,6 +158,7 @@ impl View {
                 self.b = fan_base(self.members.len());
             }
         }
+        self.count_relay_racks();
         Ok(id)
     }
 
@@ -172,6 +177,7 @@ impl View {
         self.racks.remove(id, &m.labels, &row);
         self.interner.remove_member(m.labels.depth());
         self.b = fan_base(self.members.len());
+        self.count_relay_racks();
         true
     }
 

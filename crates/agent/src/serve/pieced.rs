@@ -1,10 +1,11 @@
 //! A flight fetched piece by piece through rack relays.
 //!
-//! For each piece in turn, the rack's members rank themselves by
-//! rendezvous hash of (stripe, piece) in the placement core
-//! ([`shoal_placement::View::rack_relays`]); every node of the rack
-//! computes the same order. The first pulls the piece along its own path
-//! (H2, H1, owner; the owner alone reads the origin) and the others pull it
+//! For each piece in turn, the rack's members rank themselves in the
+//! placement core ([`shoal_placement::View::rack_relays`]: consecutive
+//! pieces of the object go to consecutive members); every node of the
+//! rack computes the same order. The first pulls the piece along its own
+//! path (H2, H1, owner, or the owner directly in a fleet with few relay
+//! racks; the owner alone reads the origin) and the others pull it
 //! from that relay as it arrives, so the rack imports the piece once. A
 //! relay that fails (dead, silent, cut off, or refusing because it waits on
 //! a rack peer itself) costs one attempt: the next-ranked member takes over
@@ -34,13 +35,15 @@ pub(super) async fn fetch(
     size: u64,
 ) -> Result<Claim, Failure> {
     let len = req.stripe.len();
-    let key = req.stripe.key();
+    let object = req.stripe.object_key();
     let mut claim = None;
     while w.accepted() < len {
         let piece = w.accepted() / size;
         let end = ((piece + 1) * size).min(len);
         let m = node.membership.load_full();
-        let relays = m.view.rack_relays(node.id, key, piece);
+        let relays = m
+            .view
+            .rack_relays(node.id, object, req.stripe.piece_in_object(size, piece));
         let mut done = false;
         if relays.first().is_some_and(|&r| r != node.id) && flight.claim_rack(piece) {
             for &relay in relays.iter().take_while(|&&r| r != node.id) {

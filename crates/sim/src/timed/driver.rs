@@ -4,7 +4,7 @@
 
 use super::faults::Plan;
 use super::net::Links;
-use super::{Client, DONE, Engine, IDLE, NO_NODE, Outcome, System, Timed};
+use super::{Client, DONE, Engine, IDLE, NO_NODE, Outcome, Relay, System, Timed};
 use crate::rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -51,7 +51,13 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
     let pc = PlacementConfig {
         replicas: cfg.replicas,
         v: cfg.v,
-        rack_relay_min: cfg.rack_relay_min,
+        // Without relays the placement core must not route as if there
+        // were any (`View::relays_ask_owner`).
+        rack_relay_min: if system == System::Shoal && cfg.relay != Relay::None {
+            cfg.rack_relay_min
+        } else {
+            usize::MAX
+        },
         ..PlacementConfig::default()
     };
     let view = View::with_members(pc, all.iter().take(plan.members.max(1)).cloned())?;
@@ -88,13 +94,13 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         view,
         ids,
         index,
+        object: Key::for_object(b"rollout-object"),
         keys: units
             .iter()
             .map(|&(s, _, _)| Key::for_stripe(b"rollout-object", u64::from(s)))
             .collect(),
         unit_len: units.iter().map(|u| u.2).collect(),
         unit_stripe: units.iter().map(|u| u.0).collect(),
-        unit_piece: units.iter().map(|u| u.1).collect(),
         pieced: units.iter().any(|u| u.1 > 0),
         hop_sets: vec![None; stripe_count],
         relay_coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 10)),

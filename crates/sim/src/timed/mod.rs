@@ -225,6 +225,8 @@ struct Engine<'a> {
     view: View,
     ids: Vec<NodeId>,
     index: HashMap<NodeId, u32>,
+    /// The object's key (it orders each rack's piece relays).
+    object: Key,
     keys: Vec<Key>,
     providers: Vec<Vec<u32>>,
     coins: ChaCha8Rng,
@@ -243,12 +245,10 @@ struct Engine<'a> {
     resume_coins: ChaCha8Rng,
     /// Whether the current time is inside a churn window.
     in_window: bool,
-    /// Per unit of transfer (a piece, or a whole stripe): its length, its
-    /// stripe and its index within the stripe. `keys` has each unit's
-    /// stripe key.
+    /// Per unit of transfer (a piece, or a whole stripe), in object order:
+    /// its length and its stripe. `keys` has each unit's stripe key.
     unit_len: Vec<u64>,
     unit_stripe: Vec<u32>,
-    unit_piece: Vec<u32>,
     /// Whether stripes move in more than one piece.
     pieced: bool,
     /// Per stripe, the hop set's node indices, sorted, computed when first

@@ -159,8 +159,11 @@ impl Engine<'_> {
         if self.in_hop_set(c, self.unit_stripe[s as usize] as usize, key) {
             return None;
         }
-        let piece = u64::from(self.unit_piece[s as usize]);
-        let ranked = self.view.rack_relays(self.ids[c as usize], key, piece);
+        // Units are in object order, so a unit's index counts pieces
+        // across the object.
+        let ranked = self
+            .view
+            .rack_relays(self.ids[c as usize], self.object, u64::from(s));
         let timeout = self.cfg.failures.connect_timeout_ms / 1000.0;
         for id in ranked {
             let r = *self.index.get(&id)?;
