@@ -7,6 +7,7 @@
 mod cluster;
 mod net;
 mod report;
+mod scrape;
 mod services;
 
 use anyhow::{Context, Result, bail};
@@ -42,27 +43,54 @@ enum BenchCmd {
 
 #[derive(Args)]
 struct ClusterArgs {
+    /// Which link decides the result. `origin-bound`: 8 nodes in 2 racks
+    /// with unshaped uplinks, 400 Mbit/s node links, a 100 Mbit/s origin,
+    /// 256 MiB. `node-bound`: 16 nodes in 2 racks of 8 whose uplinks carry
+    /// 400 Mbit/s each way (2:1), 100 Mbit/s node links, a 400 Mbit/s
+    /// origin and central cache, 512 MiB, so how evenly the nodes share the
+    /// uploads decides. The options below override the shape's values.
+    #[arg(long, value_enum, default_value = "origin-bound")]
+    shape: cluster::Shape,
     /// Nodes in each rollout (one more joins for the warm pull).
-    #[arg(long, default_value_t = 8)]
-    nodes: usize,
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Racks the nodes are spread over (node i in rack i mod racks).
+    #[arg(long)]
+    racks: Option<usize>,
+    /// Each rack's uplink, Mbit/s each way (default: unshaped for
+    /// `origin-bound`).
+    #[arg(long)]
+    rack_mbit: Option<f64>,
     /// The object's size.
-    #[arg(long, default_value = "256MiB")]
-    size: String,
+    #[arg(long)]
+    size: Option<String>,
     /// shoal's stripe size.
     #[arg(long, default_value = "16MiB")]
     stripe: String,
     /// Each node's link, Mbit/s each way.
-    #[arg(long, default_value_t = 400.0)]
-    node_mbit: f64,
+    #[arg(long)]
+    node_mbit: Option<f64>,
     /// The origin's link, Mbit/s each way.
-    #[arg(long, default_value_t = 100.0)]
-    origin_mbit: f64,
-    /// The central cache's link, Mbit/s each way (default: a node's).
+    #[arg(long)]
+    origin_mbit: Option<f64>,
+    /// The central cache's link, Mbit/s each way (default: a node's for
+    /// `origin-bound`, the origin's for `node-bound`).
     #[arg(long)]
     cache_mbit: Option<f64>,
+    /// The rollouts to run, in this order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = cluster::System::all())]
+    systems: Vec<cluster::System>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "bench-cluster.json")]
     json: PathBuf,
+    /// A settings file every agent reads (`shoal agent --config`); the
+    /// no-relay rollout sets `piece_size = 0` over it.
+    #[arg(long)]
+    agent_config: Option<PathBuf>,
+    /// Keep the run's files (agent and origin logs) instead of removing
+    /// them at the end.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Runs `shoal bench`.
@@ -75,30 +103,64 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
 async fn cluster(a: ClusterArgs) -> Result<()> {
     preflight()?;
-    if !(1..=200).contains(&a.nodes) {
+    let node_bound = matches!(a.shape, cluster::Shape::NodeBound);
+    let pick = |v: Option<f64>, origin_bound: f64, node_bound_v: f64| {
+        v.unwrap_or(if node_bound {
+            node_bound_v
+        } else {
+            origin_bound
+        })
+    };
+    let nodes = a.nodes.unwrap_or(if node_bound { 16 } else { 8 });
+    let racks = a.racks.unwrap_or(2);
+    if !(1..=200).contains(&nodes) {
         bail!("--nodes must be between 1 and 200");
     }
-    let size = shoal_store::parse_size(&a.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
+    if !(1..=nodes).contains(&racks) {
+        bail!("--racks must be between 1 and --nodes");
+    }
+    let size_text = a
+        .size
+        .unwrap_or_else(|| if node_bound { "512MiB" } else { "256MiB" }.to_owned());
+    let size = shoal_store::parse_size(&size_text).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
     if size == 0 {
         bail!("--size must be positive");
     }
-    let cache_mbit = a.cache_mbit.unwrap_or(a.node_mbit);
+    let node_mbit = pick(a.node_mbit, 400.0, 100.0);
+    let origin_mbit = pick(a.origin_mbit, 100.0, 400.0);
+    let cache_mbit = pick(a.cache_mbit, node_mbit, origin_mbit);
+    let rack_mbit = a.rack_mbit.or(node_bound.then_some(400.0));
     for (name, v) in [
-        ("node-mbit", a.node_mbit),
-        ("origin-mbit", a.origin_mbit),
-        ("cache-mbit", cache_mbit),
+        ("node-mbit", Some(node_mbit)),
+        ("origin-mbit", Some(origin_mbit)),
+        ("cache-mbit", Some(cache_mbit)),
+        ("rack-mbit", rack_mbit),
     ] {
-        if !(v > 0.0 && v.is_finite()) {
+        if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
             bail!("--{name} must be a positive number");
         }
     }
+    if a.systems.is_empty() {
+        bail!("--systems: name at least one");
+    }
     let settings = cluster::Settings {
-        nodes: a.nodes,
+        shape: a.shape,
+        nodes,
+        racks,
+        rack_mbit,
         size,
         stripe: a.stripe,
-        node_mbit: a.node_mbit,
-        origin_mbit: a.origin_mbit,
+        node_mbit,
+        origin_mbit,
         cache_mbit,
+        systems: a.systems,
+        agent_config: match &a.agent_config {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .parse::<toml::Table>()
+                .with_context(|| format!("{} is not TOML", p.display()))?,
+            None => toml::Table::new(),
+        },
         work: std::env::temp_dir().join(format!("shoal-bench-{}", std::process::id())),
     };
     let work = settings.work.clone();
@@ -113,7 +175,11 @@ async fn cluster(a: ClusterArgs) -> Result<()> {
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         _ = term.recv() => Err(anyhow::anyhow!("terminated")),
     };
-    let _ = std::fs::remove_dir_all(&work);
+    if a.keep {
+        eprintln!("kept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     let report = result?;
     print!("{}", report.text());
     std::fs::write(&a.json, serde_json::to_string_pretty(&report)?)

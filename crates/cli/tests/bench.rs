@@ -70,6 +70,10 @@ fn a_tiny_bench_reports_every_system_and_leaves_nothing_behind() {
         "800",
         "--origin-mbit",
         "400",
+        "--racks",
+        "2",
+        "--rack-mbit",
+        "800",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -88,10 +92,18 @@ fn a_tiny_bench_reports_every_system_and_leaves_nothing_behind() {
         [
             "shoal, cold",
             "shoal, a node killed",
+            "shoal, no rack relay",
             "direct",
             "central cache (registry proxy)"
         ]
     );
+    // The agents' own count of origin bytes agrees with the origin's
+    // access log (the killed node's count went with it).
+    let counted = |r: &serde_json::Value| r["agents"]["shoal_origin_bytes_total"].as_f64().unwrap();
+    assert_eq!(counted(&rows[0]), rows[0]["origin_bytes"].as_f64().unwrap());
+    assert!(counted(&rows[1]) <= rows[1]["origin_bytes"].as_f64().unwrap());
+    assert_eq!(counted(&rows[2]), rows[2]["origin_bytes"].as_f64().unwrap());
+    assert!(rows[3].get("agents").is_none(), "direct has no agents");
     for r in rows {
         let secs = r["seconds"].as_array().unwrap();
         assert_eq!(secs.len(), 3, "{r}");
@@ -102,7 +114,7 @@ fn a_tiny_bench_reports_every_system_and_leaves_nothing_behind() {
         // per node.
         assert!(r["amplification"].as_f64().unwrap() >= 1.0, "{r}");
     }
-    assert_eq!(rows[2]["amplification"].as_f64(), Some(3.0));
+    assert_eq!(rows[3]["amplification"].as_f64(), Some(3.0));
     assert!(report["warm"]["seconds"].as_f64().unwrap() > 0.0);
 }
 

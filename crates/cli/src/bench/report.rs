@@ -2,6 +2,7 @@
 //! pull, and the lower bound; as a table and as JSON.
 
 use super::cluster::Settings;
+use super::scrape::Totals;
 use serde::Serialize;
 
 /// One system's rollout.
@@ -26,6 +27,11 @@ pub struct Row {
     pub p99_over_bound: f64,
     /// What else happened in the run.
     pub note: Option<String>,
+    /// What the agents counted during the run (their `shoal_` metrics,
+    /// summed over the nodes, after minus before); empty for the
+    /// baselines.
+    #[serde(skip_serializing_if = "Totals::is_empty")]
+    pub agents: Totals,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -52,6 +58,7 @@ impl Row {
             amplification: origin as f64 / size.max(1) as f64,
             p99_over_bound: p99 / bound,
             note: None,
+            agents: Totals::new(),
         }
     }
 }
@@ -89,13 +96,13 @@ pub struct Report {
     pub lower_bound_s: f64,
     /// One row per system.
     pub rows: Vec<Row>,
-    /// The warm pull.
-    pub warm: Warm,
+    /// The warm pull, if it ran.
+    pub warm: Option<Warm>,
 }
 
 impl Report {
     /// Puts a run together.
-    pub fn new(s: &Settings, bound: f64, rows: Vec<Row>, warm: Warm) -> Report {
+    pub fn new(s: &Settings, bound: f64, rows: Vec<Row>, warm: Option<Warm>) -> Report {
         Report {
             setup: s.clone(),
             lower_bound_s: bound,
@@ -107,11 +114,17 @@ impl Report {
     /// The table for people.
     pub fn text(&self) -> String {
         let s = &self.setup;
+        let uplinks = match s.rack_mbit {
+            Some(m) => format!("uplinks {m} Mbit/s"),
+            None => "uplinks unshaped".to_owned(),
+        };
         let mut out = format!(
-            "# shoal bench cluster: {:.0} MiB to {} nodes; node links {} Mbit/s, origin {} Mbit/s, central cache {} Mbit/s; {} stripes\n\n\
+            "# shoal bench cluster ({}): {:.0} MiB to {} nodes in {} racks ({uplinks}); node links {} Mbit/s, origin {} Mbit/s, central cache {} Mbit/s; {} stripes\n\n\
              | system | makespan p50 | p99 | max | origin MiB | amplification | p99 / bound |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            s.shape,
             s.size as f64 / f64::from(1u32 << 20),
             s.nodes,
+            s.racks,
             s.node_mbit,
             s.origin_mbit,
             s.cache_mbit,
@@ -138,13 +151,30 @@ impl Report {
             if let Some(n) = &r.note {
                 out.push_str(&format!("{}: {n}.\n", r.system));
             }
+            let failures: Vec<String> = r
+                .agents
+                .iter()
+                .filter_map(|(k, v)| {
+                    let kind = k.strip_prefix("shoal_peer_failures_total{kind=\"")?;
+                    Some(format!("{} {v:.0}", kind.trim_end_matches("\"}")))
+                })
+                .collect();
+            if !failures.is_empty() {
+                out.push_str(&format!(
+                    "{}: failed peer attempts: {}.\n",
+                    r.system,
+                    failures.join(", ")
+                ));
+            }
         }
-        out.push_str(&format!(
-            "A new node's warm pull: {:.2} s, {:.0} Mbit/s, {:.0}% of its link.\n",
-            self.warm.seconds,
-            self.warm.mbit,
-            100.0 * self.warm.share_of_link
-        ));
+        if let Some(w) = &self.warm {
+            out.push_str(&format!(
+                "A new node's warm pull: {:.2} s, {:.0} Mbit/s, {:.0}% of its link.\n",
+                w.seconds,
+                w.mbit,
+                100.0 * w.share_of_link
+            ));
+        }
         out
     }
 }
