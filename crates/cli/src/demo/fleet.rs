@@ -26,10 +26,34 @@ pub struct Fleet {
     dir: PathBuf,
 }
 
-/// A free port on loopback (the port is released before use; a clash is
-/// unlikely and fails loudly).
+/// A free port on loopback, for TCP and UDP (gossip shares the listen
+/// port), released before the agent binds it. It is picked below the
+/// kernel's ephemeral range (32768 and up by default), so no outgoing
+/// connection of this or another process takes it in between, from a
+/// random start, so demos and tests running at once keep apart, and
+/// never twice in one process. A clash left fails loudly.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const LOW: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    let start = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for k in 0..SPAN {
+        let port = u16::try_from(LOW + (start.wrapping_add(k) % SPAN)).unwrap_or(20_000);
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port on loopback between 20000 and 31999")
 }
 
 impl Fleet {
