@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(c.name, "n1");
         assert_eq!(c.peers.len(), 1);
         assert_eq!(c.timeouts.connect_ceiling_ms, 500);
-        assert_eq!(c.timeouts.stall_floor_ms, 3000);
+        assert_eq!(c.timeouts.stall_floor_ms, 1500);
         let r = c.resolve().unwrap();
         assert_eq!(r.store_budget, Budget::Bytes(2 << 30));
         assert_eq!(r.stripe_size, 16 << 20);

@@ -6,7 +6,9 @@
 //! does for its retransmission timer; connect gets `3·base`, the first
 //! byte `4·base + 100 ms`, silence inside a body `4·base + 1 s` (peers send
 //! keepalives every 500 ms), each clamped to the configured floor and
-//! ceiling. A peer never heard from gets the ceilings.
+//! ceiling. A peer never heard from gets the ceilings. A silent body
+//! fails only when the peer is silent on every stream and misses a
+//! health probe too ([`FrameStream::next`]).
 
 use crate::config::Timeouts;
 use crate::metrics::{Metrics, PeerLabels};
@@ -135,6 +137,21 @@ pub struct PeerState {
     rtt: Mutex<Rtt>,
     breaker: Mutex<Breaker>,
     inflight: Arc<Semaphore>,
+    /// When a frame last came from the peer on any stream.
+    heard: Mutex<Instant>,
+}
+
+impl PeerState {
+    fn hear(&self) {
+        *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
 }
 
 fn clamp(d: Duration, floor_ms: u64, ceiling_ms: u64) -> Duration {
@@ -167,6 +184,7 @@ impl Shared {
                         Duration::from_millis(self.timeouts.breaker_cooldown_ms),
                     )),
                     inflight: Arc::new(Semaphore::new(self.inflight)),
+                    heard: Mutex::new(Instant::now()),
                 })
             })
             .clone()
@@ -274,6 +292,9 @@ pub struct FrameStream {
     body: Incoming,
     decoder: Decoder,
     stall: Duration,
+    /// How long the stream may stay silent while the peer is heard from
+    /// on other streams or answers probes (the stall ceiling).
+    patience: Duration,
     state: Arc<PeerState>,
     addr: SocketAddr,
     client: PeerClient,
@@ -445,6 +466,8 @@ impl PeerClient {
                     body: resp.into_body(),
                     decoder: Decoder::default(),
                     stall,
+                    patience: Duration::from_millis(self.shared.timeouts.stall_ceiling_ms)
+                        .max(stall),
                     state: st,
                     addr,
                     client: self.clone(),
@@ -478,6 +501,22 @@ impl PeerClient {
         }
         self.record(addr, &st, result.as_ref().map(|_| ()));
         result
+    }
+
+    /// Whether the peer answers `/healthz` within twice its connect
+    /// timeout (a connection and one round trip), outside its breaker and
+    /// in-flight limit: the check a silent stream makes before it gives
+    /// up on the peer. An answer counts as hearing from the peer.
+    async fn alive(&self, addr: SocketAddr, st: &PeerState) -> bool {
+        let (connect, _, _) = self.shared.timeouts(st);
+        let ok = self
+            .request(addr, "/healthz", "", connect * 2)
+            .await
+            .is_ok();
+        if ok {
+            st.hear();
+        }
+        ok
     }
 
     async fn request(
@@ -523,7 +562,15 @@ impl PeerClient {
 impl FrameStream {
     /// The next frame, within the stall timeout. `Ok(None)` only after an
     /// end frame has been returned; a body that ends earlier is an error.
+    ///
+    /// A stream silent for the stall timeout fails when the peer has sent
+    /// nothing on any stream for as long and does not answer a health
+    /// probe either (it is dead, stopped or cut off). While the peer's
+    /// other streams deliver, or it answers the probe, the silence is one
+    /// congested TCP flow sitting out retransmission timeouts, and the
+    /// stream may wait up to the stall ceiling.
     pub async fn next(&mut self) -> Result<Frame, PeerError> {
+        let mut silent = Duration::ZERO;
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => return Ok(frame),
@@ -534,7 +581,15 @@ impl FrameStream {
                 Err(e) => return Err(self.fail(PeerError::Corrupt(e.to_string()))),
             }
             match tokio::time::timeout(self.stall, self.body.frame()).await {
-                Err(_) => return Err(self.fail(PeerError::Stall(self.stall))),
+                Err(_) => {
+                    silent += self.stall;
+                    let dead = silent >= self.patience
+                        || (self.state.silent_for() >= self.stall
+                            && !self.client.alive(self.addr, &self.state).await);
+                    if dead {
+                        return Err(self.fail(PeerError::Stall(silent)));
+                    }
+                }
                 Ok(None) => {
                     return Err(
                         self.fail(PeerError::Broken("body ended before the end frame".into()))
@@ -542,6 +597,8 @@ impl FrameStream {
                 }
                 Ok(Some(Err(e))) => return Err(self.fail(PeerError::Broken(e.to_string()))),
                 Ok(Some(Ok(f))) => {
+                    silent = Duration::ZERO;
+                    self.state.hear();
                     if let Ok(data) = f.into_data() {
                         self.decoder.push(data);
                     }
@@ -577,6 +634,66 @@ mod tests {
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(l, axum::Router::new()).await });
         addr
+    }
+
+    /// A peer that opens every stripe body and never sends a frame; its
+    /// `/healthz` answers when `healthy`, and hangs otherwise (a process
+    /// that is stopped or a host that is cut off looks the same).
+    async fn silent_peer(healthy: bool) -> SocketAddr {
+        use axum::routing::get;
+        let health = if healthy {
+            get(|| async { "ok\n" })
+        } else {
+            get(std::future::pending::<&'static str>)
+        };
+        let silent = get(|| async {
+            axum::body::Body::from_stream(futures_util::stream::pending::<
+                Result<Bytes, std::io::Error>,
+            >())
+        });
+        let app = axum::Router::new()
+            .route("/stripe", silent)
+            .route("/healthz", health);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        addr
+    }
+
+    /// How long a silent stripe stream of `peer` lasted before it failed,
+    /// and its stall timeout.
+    async fn silence_until_failure(peer: SocketAddr) -> (Duration, Duration) {
+        let timeouts = Timeouts {
+            stall_floor_ms: 200,
+            stall_ceiling_ms: 2500,
+            ..Timeouts::default()
+        };
+        let client = PeerClient::new(timeouts, 4, None, Arc::new(Metrics::default()));
+        // A peer heard from before (as after the roster pull when joining):
+        // one never heard from gets the ceilings.
+        client.observe(peer, Duration::from_millis(1));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stall = client.timeouts_for(peer).2;
+        let mut stream = client.open(peer, "/stripe", "", deadline).await.unwrap();
+        assert!(stall < Duration::from_millis(2500), "{stall:?}");
+        match stream.next().await {
+            Err(PeerError::Stall(silent)) => (silent, stall),
+            other => panic!("expected a stall, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    /// A stream that falls silent is given up on after one stall timeout
+    /// when its peer does not answer a health probe, and only at the stall
+    /// ceiling when it does (a live peer behind one congested flow).
+    #[tokio::test]
+    async fn a_silent_stream_waits_out_a_live_peer_but_not_a_dead_one() {
+        let (silent, stall) = silence_until_failure(silent_peer(false).await).await;
+        assert_eq!(silent, stall, "a peer that does not answer fails at once");
+        let (silent, stall) = silence_until_failure(silent_peer(true).await).await;
+        assert!(
+            silent >= Duration::from_millis(2500) && silent > stall,
+            "a peer that answers is waited out to the ceiling: {silent:?} (stall {stall:?})"
+        );
     }
 
     /// A probe that finds nothing still shows the peer is up: the breaker

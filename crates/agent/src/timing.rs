@@ -15,7 +15,7 @@ pub const MAX_DEADLINE_MS: u64 = 3_600_000;
 
 /// How often a stripe stream carries a keepalive frame while its bytes
 /// are not there yet, so a receiver tells a slow sender from a dead one.
-/// Stall timeouts (3 s at least) are six of these.
+/// Stall timeouts (1.5 s at least) are three of these.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_millis(500);
 
 /// Adaptive peer timeouts from a peer's smoothed round trip `rtt`, before

@@ -123,7 +123,7 @@ mod tests {
     fn the_defaults_are_complete() {
         let c = AgentConfig::load(None, Table::new()).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:7420");
-        assert_eq!(c.timeouts.stall_floor_ms, 3000);
+        assert_eq!(c.timeouts.stall_floor_ms, 1500);
         assert_eq!(c.kubernetes.label_keys.len(), 2);
         assert!(c.clone().resolve().is_ok());
     }

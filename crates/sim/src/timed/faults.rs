@@ -23,7 +23,8 @@ pub struct Failures {
     pub detect_s: (f64, f64),
     /// How long a receiver waits on a sender that fell silent mid-stripe
     /// before it asks elsewhere, seconds (the agent's stall timeout on a
-    /// LAN: its 3 s floor).
+    /// LAN: its 1.5 s floor for a peer silent on every stream, then a
+    /// health probe of twice the 50 ms connect timeout).
     pub stall_s: f64,
     /// The DHT baseline's dial timeout per dead provider, seconds
     /// (Spegel: 30).
@@ -40,7 +41,7 @@ impl Default for Failures {
         Failures {
             connect_timeout_ms: 50.0,
             detect_s: (2.1, 2.95),
-            stall_s: 3.0,
+            stall_s: 1.6,
             dht_dial_timeout_s: 30.0,
             dht_ttl_s: 600.0,
             cut_share: 0.0,
