@@ -168,6 +168,12 @@ pub struct AgentConfig {
     /// On SIGTERM or SIGINT, how long transfers in progress may take to
     /// finish after the node has announced its leave.
     pub drain_ms: u64,
+    /// Connections each port (peer, API, mirror) holds open at once; a
+    /// connection past that gets a 503 and is closed.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers; also how long
+    /// an idle keep-alive connection stays open.
+    pub header_read_timeout_ms: u64,
     /// Peer timeout bounds, the request deadline and breakers.
     pub timeouts: Timeouts,
     /// The OCI mirror port and the registries it mirrors.
@@ -304,10 +310,14 @@ impl AgentConfig {
             ("origin_concurrency", self.origin_concurrency),
             ("inbound_limit", self.inbound_limit),
             ("peer_inflight", self.peer_inflight),
+            ("max_connections", self.max_connections),
         ] {
             if v == 0 {
                 return Err(inv(k, "must be at least 1"));
             }
+        }
+        if self.header_read_timeout_ms < 100 {
+            return Err(inv("header_read_timeout_ms", "must be at least 100"));
         }
         let t = &self.timeouts;
         if t.connect_floor_ms > t.connect_ceiling_ms

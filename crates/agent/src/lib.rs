@@ -28,6 +28,7 @@ pub mod endpoints;
 pub mod flight;
 pub mod http;
 pub mod kubernetes;
+pub mod listen;
 pub mod members;
 pub mod metrics;
 pub mod mirror;
@@ -52,7 +53,6 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-use axum::serve::ListenerExt;
 use std::future::Future;
 
 /// A running agent (see [`start`]): the addresses it bound, its state,
@@ -126,16 +126,11 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
     };
     // Frames go out one chunk at a time as they arrive from upstream, so
     // Nagle's algorithm would hold each chunk's tail for the peer's
-    // delayed ACK; every accepted connection gets TCP_NODELAY.
+    // delayed ACK; `listen::serve` sets TCP_NODELAY on every connection.
     let listen_on = |socket: tokio::net::TcpSocket, addr| {
-        let listener = socket
+        socket
             .listen(1024)
-            .map_err(|source| StartError::Bind { addr, source })?;
-        Ok::<_, StartError>(listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY: {e}");
-            }
-        }))
+            .map_err(|source| StartError::Bind { addr, source })
     };
     let (peer_s, listen) = bind(cfg.listen)?;
     let (api_s, api_listen) = bind(cfg.api_listen)?;
@@ -197,12 +192,23 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let peer = axum::serve(peer_l, http::peer_router(node.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let api = axum::serve(api_l, http::api_router(node.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let mirror = axum::serve(mirror_l, mirror::router(node.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let hygiene = |port| listen::Hygiene {
+        port,
+        max_connections: node.cfg.max_connections,
+        header_read_timeout: std::time::Duration::from_millis(node.cfg.header_read_timeout_ms),
+    };
+    let server = |l, router, port| {
+        listen::serve(
+            l,
+            router,
+            hygiene(port),
+            node.metrics.clone(),
+            stopped(stop_rx.clone()),
+        )
+    };
+    let peer = server(peer_l, http::peer_router(node.clone()), "peer");
+    let api = server(api_l, http::api_router(node.clone()), "api");
+    let mirror = server(mirror_l, mirror::router(node.clone()), "mirror");
     let tasks = node.tasks.clone();
     let done = tokio::spawn(async move {
         let stopped_at = std::sync::Arc::new(std::sync::OnceLock::new());
@@ -219,13 +225,7 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
             } => None,
         };
         match results {
-            Some(rs) => {
-                for r in [rs.0, rs.1, rs.2] {
-                    if let Err(e) = r {
-                        tracing::error!("server: {e}");
-                    }
-                }
-            }
+            Some(_) => {}
             None => tracing::warn!(
                 drain_ms = drain.as_millis() as u64,
                 "drain time is up; dropping transfers still running"

@@ -42,6 +42,13 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+/// Label set for per-port metrics: `peer`, `api` or `mirror`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabels {
+    /// Which of the agent's servers.
+    pub port: String,
+}
+
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Registry,
@@ -70,6 +77,10 @@ pub struct Metrics {
     pub inbound_rejected: Counter,
     /// Whole objects whose bytes did not match their digest.
     pub digest_mismatches: Counter,
+    /// Connections open now, by port.
+    pub connections_open: Family<PortLabels, Gauge>,
+    /// Connections refused with 503 because the port held its maximum.
+    pub connections_refused: Family<PortLabels, Counter>,
     /// 1 when containerd reads the hosts files this agent wrote, 0 when it
     /// does not or cannot be told (no metric unless the agent manages
     /// them).
@@ -94,6 +105,8 @@ impl Default for Metrics {
             store_evictions: Gauge::default(),
             inbound_rejected: Counter::default(),
             digest_mismatches: Counter::default(),
+            connections_open: Family::default(),
+            connections_refused: Family::default(),
             containerd_configured: Gauge::default(),
             topology_labels: Gauge::default(),
             registry: Registry::default(),
@@ -142,6 +155,16 @@ impl Default for Metrics {
             "digest_mismatches",
             "Whole objects whose bytes did not match their digest (purged and refetched)",
             m.digest_mismatches.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Connections open now, by port",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused with 503 because the port held its maximum",
+            m.connections_refused.clone(),
         );
         registry.register(
             "store_bytes",

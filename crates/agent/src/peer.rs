@@ -320,7 +320,7 @@ impl PeerClient {
         http.enforce_http(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(inflight)
-            .pool_idle_timeout(crate::timing::POOL_IDLE)
+            .pool_idle_timeout(crate::timing::PEER_POOL_IDLE)
             .build(Connector {
                 http,
                 shared: shared.clone(),

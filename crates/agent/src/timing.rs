@@ -29,8 +29,14 @@ pub const STALL_SLACK: Duration = Duration::from_secs(1);
 /// How long a hint to a peer (replicate, suspect, purge) may take.
 pub const HINT: Duration = Duration::from_secs(5);
 
-/// How long an idle pooled connection to a peer or an origin is kept.
+/// How long an idle pooled connection to an origin is kept.
 pub const POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// How long an idle pooled connection to a peer is kept: well under the
+/// 10 s a peer's server waits for the next request's headers (the
+/// default `header_read_timeout_ms`), so a request never races the
+/// peer closing the connection under it.
+pub const PEER_POOL_IDLE: Duration = Duration::from_secs(5);
 
 /// How long a roster fetch from a seed or a member may take.
 pub const ROSTER: Duration = Duration::from_secs(2);

@@ -260,3 +260,60 @@ fn settings_layers_follow_one_rule() {
         assert!(up.is_ok(), "the API listens on {addr}");
     }
 }
+
+/// Slow clients cannot hold a port: with at most 64 connections and 2 s
+/// for a request's headers, 200 connections that each send half a
+/// request header get either a 503 at once (the 136 past the limit) or
+/// closed once their 2 s are up (the 64 held), and a whole request is
+/// served again as soon as they are gone.
+#[test]
+fn slow_clients_are_capped_and_timed_out() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "max_connections = 64\nheader_read_timeout_ms = 2000\n",
+    )
+    .unwrap();
+    let cluster = Cluster::new(1, &["--config", config.to_str().unwrap()]);
+    let mirror = cluster.agents[0].mirror_addr();
+    let started = std::time::Instant::now();
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(mirror).unwrap();
+            s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: shoal\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "opening the connections took longer than the header timeout"
+    );
+    let (mut refused, mut closed) = (0, 0);
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut answer = Vec::new();
+        // Ends at the server's close: a read that times out fails the test.
+        match s.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("a slow client was held open: {e}"),
+        }
+        if answer.starts_with(b"HTTP/1.1 503") {
+            assert!(String::from_utf8_lossy(&answer).contains("too many connections"));
+            refused += 1;
+        } else {
+            assert!(
+                answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+                "{}",
+                String::from_utf8_lossy(&answer)
+            );
+            closed += 1;
+        }
+    }
+    assert_eq!((refused, closed), (136, 64));
+    drop(slow);
+    assert_eq!(get(mirror.port(), "/v2/", ""), 200, "served again");
+}
