@@ -292,6 +292,7 @@ def main():
     stop.add_argument("--sandbox", required=True)
     pull = sub.add_parser("pull", help="PullImage, as kubelet does")
     pull.add_argument("image")
+    pull.add_argument("--user", help="USER:PASSWORD of a pull secret, sent as kubelet does (no server address)")
     rmi = sub.add_parser("rmi", help="RemoveImage")
     rmi.add_argument("image")
     args = p.parse_args()
@@ -323,7 +324,11 @@ def main():
         print(json.dumps({"stopped": args.sandbox}))
     elif args.cmd == "pull":
         start = time.monotonic()
-        ref = images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image=args.image))).image_ref
+        auth = None
+        if args.user:
+            user, _, password = args.user.partition(":")
+            auth = cri.AuthConfig(username=user, password=password)
+        ref = images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image=args.image), auth=auth)).image_ref
         status = images.ImageStatus(cri.ImageStatusRequest(image=cri.ImageSpec(image=args.image))).image
         print(json.dumps({"image_ref": ref, "repo_digests": list(status.repo_digests), "size": status.size,
                           "seconds": round(time.monotonic() - start, 3)}))

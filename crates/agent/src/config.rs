@@ -182,6 +182,21 @@ pub struct AgentConfig {
     pub containerd: ContainerdConfig,
     /// Topology labels from this node's Kubernetes Node object.
     pub kubernetes: KubernetesConfig,
+    /// Which origins generic fetches may read.
+    pub origins: OriginsConfig,
+}
+
+/// The `[origins]` table: the allow-list of generic fetches
+/// (`/v1/object`, `shoal get`, and a peer's request for a stripe this
+/// node owns). Mirrored registries are always allowed under their `/v2/`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OriginsConfig {
+    /// `[SCHEME://]HOST[:PORT][/PATH]` patterns (HOST may be
+    /// `*.domain`); empty turns generic fetches off. Naming a host
+    /// exactly also lets it be a loopback, link-local or this node's own
+    /// address, which is refused otherwise (see `crate::origin::allow`).
+    pub allow: Vec<String>,
 }
 
 fn default_name() -> String {

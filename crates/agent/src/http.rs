@@ -6,6 +6,7 @@
 use crate::node::Node;
 use crate::object::response::unsatisfiable;
 use crate::object::{ByteRange, ObjectError, open_object};
+use crate::origin::OriginError;
 use crate::reply::{error, json};
 use crate::status::STATUS_PATH;
 use axum::Router;
@@ -117,6 +118,9 @@ async fn object(
             let (k, v) = unsatisfiable(size);
             r.headers_mut().insert(k, v);
             return r;
+        }
+        Err(ObjectError::Origin(e @ OriginError::Refused(_))) => {
+            return error(StatusCode::FORBIDDEN, e.to_string());
         }
         Err(ObjectError::Origin(e)) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
     };

@@ -42,6 +42,30 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+/// What the mirror decided about a client's access to private content.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum AccessResult {
+    /// The registry serves it to anyone.
+    Anonymous,
+    /// The registry accepts the client's credentials for it.
+    Granted,
+    /// Not public, and the client sent no credentials: a 401 challenge.
+    Challenged,
+    /// The registry refuses the client's credentials: a 403.
+    Denied,
+    /// The registry has nothing at that URL for this client.
+    Missing,
+    /// The registry could not be asked and no verdict was kept.
+    Unavailable,
+}
+
+/// Label set for mirror access checks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccessLabels {
+    /// The outcome.
+    pub result: AccessResult,
+}
+
 /// Label set for per-port metrics: `peer`, `api` or `mirror`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PortLabels {
@@ -63,8 +87,13 @@ pub struct Metrics {
     pub rack_relay_bytes: Counter,
     /// Requests sent to origins.
     pub origin_requests: Counter,
+    /// Origin requests refused by the allow-list or the address rules
+    /// (the URL, an address a name resolved to, or a redirect).
+    pub origin_refused: Counter,
     /// Bytes received from origins.
     pub origin_bytes: Counter,
+    /// Mirror requests by what the access check decided.
+    pub mirror_access: Family<AccessLabels, Counter>,
     /// Failed peer attempts, by kind.
     pub peer_failures: Family<FailureLabels, Counter>,
     /// 1 while a peer's breaker is open (or half-open), else 0.
@@ -98,7 +127,9 @@ impl Default for Metrics {
             singleflight_joins: Counter::default(),
             rack_relay_bytes: Counter::default(),
             origin_requests: Counter::default(),
+            origin_refused: Counter::default(),
             origin_bytes: Counter::default(),
+            mirror_access: Family::default(),
             peer_failures: Family::default(),
             breaker_open: Family::default(),
             store_bytes: Gauge::default(),
@@ -135,6 +166,16 @@ impl Default for Metrics {
             "origin_requests",
             "Requests to origins",
             m.origin_requests.clone(),
+        );
+        registry.register(
+            "origin_refused",
+            "Origin requests refused: a URL off the allow-list, an address no origin may have, or such a redirect",
+            m.origin_refused.clone(),
+        );
+        registry.register(
+            "mirror_access",
+            "Mirror requests by the access check's result (trusted clients are not counted)",
+            m.mirror_access.clone(),
         );
         registry.register(
             "origin_bytes",
@@ -207,6 +248,13 @@ impl Metrics {
         self.served_bytes
             .get_or_create(&SourceLabels { source })
             .inc_by(n);
+    }
+
+    /// Counts one mirror access check's result.
+    pub fn mirror_access(&self, result: AccessResult) {
+        self.mirror_access
+            .get_or_create(&AccessLabels { result })
+            .inc();
     }
 
     /// Counts one failed peer attempt.

@@ -5,6 +5,7 @@
 //! resolved at the origin (HEAD), reused for a short TTL, and served stale
 //! while the origin fails.
 
+pub mod access;
 pub mod catalog;
 mod offline;
 
@@ -32,6 +33,7 @@ const CONTENT_DIGEST: &str = "docker-content-digest";
 struct Mirror {
     node: Arc<Node>,
     catalog: Catalog,
+    access: access::Access,
 }
 
 /// The router of the mirror port.
@@ -41,7 +43,16 @@ pub fn router(node: Arc<Node>) -> Router {
         Duration::from_millis(c.tag_ttl_ms),
         Duration::from_millis(c.stale_if_error_ms),
     );
-    let m = Arc::new(Mirror { node, catalog });
+    let access = access::Access::new(
+        c.trust_local_clients,
+        Duration::from_millis(c.access_ttl_ms),
+        Duration::from_millis(c.stale_if_error_ms),
+    );
+    let m = Arc::new(Mirror {
+        node,
+        catalog,
+        access,
+    });
     Router::new().fallback(handle).with_state(m)
 }
 
@@ -117,16 +128,38 @@ async fn handle(
             ErrorCode::Unsupported,
             format!("this is a pull-through mirror: {what} is not offered"),
         )),
-        Ok(Route::Manifest(name, reference)) => match m.upstream(query.get("ns")) {
-            Err(e) => Err(e),
-            Ok(up) => m.manifest(&up, &name, reference, head).await,
-        },
-        Ok(Route::Blob(name, digest)) => match m.upstream(query.get("ns")) {
-            Err(e) => Err(e),
-            Ok(up) => m.blob(&up, &name, digest, head, &headers).await,
-        },
+        Ok(Route::Manifest(name, reference)) => {
+            let path = format!("{name}/manifests/{reference}");
+            let unknown = ErrorCode::ManifestUnknown;
+            match m.admit(query.get("ns"), (&path, unknown), &headers).await {
+                Err(e) => Err(e),
+                Ok((up, _)) => m.manifest(&up, &name, reference, head).await,
+            }
+        }
+        Ok(Route::Blob(name, digest)) => {
+            let path = format!("{name}/blobs/{digest}");
+            let unknown = ErrorCode::BlobUnknown;
+            match m.admit(query.get("ns"), (&path, unknown), &headers).await {
+                Err(e) => Err(e),
+                Ok((up, size)) => {
+                    if let Some(size) = size {
+                        let media_type = None;
+                        m.catalog.learn(&digest, Known { size, media_type });
+                    }
+                    m.blob(&up, &name, digest, head, &headers).await
+                }
+            }
+        }
     };
-    result.unwrap_or_else(oci)
+    result.unwrap_or_else(|e| {
+        let challenge = e.status == 401;
+        let mut r = oci(e);
+        if challenge {
+            let v = HeaderValue::from_static(access::CHALLENGE);
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    })
 }
 
 /// Refuses digests other than SHA-256: the mesh checks objects against
@@ -149,6 +182,32 @@ fn sha256_only(r: Route) -> Result<Route, OciError> {
 }
 
 impl Mirror {
+    /// The registry a request names, once the access check lets the
+    /// client read `<name>/...` (`path`, with the error code for one the
+    /// registry lacks) there: with the blob's size if the check learned it.
+    async fn admit(
+        &self,
+        ns: Option<&String>,
+        (path, unknown): (&str, ErrorCode),
+        headers: &HeaderMap,
+    ) -> Result<(Upstream, access::Granted), OciError> {
+        let up = self.upstream(ns)?;
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let node = &self.node;
+        let size = self
+            .access
+            .check(
+                &node.origin,
+                &node.metrics,
+                (&up.url(path), unknown),
+                authorization,
+            )
+            .await?;
+        Ok((up, size))
+    }
+
     fn upstream(&self, ns: Option<&String>) -> Result<Upstream, OciError> {
         self.node
             .origin

@@ -45,6 +45,9 @@ pub enum StartError {
     /// The origin client would not build.
     #[error(transparent)]
     Origin(#[from] OriginError),
+    /// The origin allow-list is malformed.
+    #[error("origins.allow: {0}")]
+    Origins(String),
     /// Gossip would not start.
     #[error("gossip: {0}")]
     Gossip(String),
@@ -138,10 +141,12 @@ impl Node {
             c.mirror.default_registry.as_deref(),
             c.mirror.credentials_file.as_deref(),
         )?);
+        let policy = crate::origin::policy_for(c).map_err(StartError::Origins)?;
         let origin = Origin::new(
             c.origin_concurrency,
             metrics.clone(),
             registries,
+            Arc::new(policy),
             c.ca_file.as_deref(),
         )?;
         Ok(Arc::new(Node {

@@ -1,10 +1,16 @@
 //! The origin client: HTTP(S) objects read with Range requests, through
 //! reqwest and rustls, with a bound on concurrent requests per agent.
+//! Every URL it reads passes the origin allow-list first ([`allow`]),
+//! and every address it connects to the policy's address rules
+//! ([`guard`]).
 
 use crate::metrics::Metrics;
+pub mod allow;
+pub mod guard;
 pub mod registries;
 
 use crate::proto::ObjectSpec;
+use allow::{OriginPolicy, Refused};
 use bytes::Bytes;
 use http::{StatusCode, header};
 use registries::Registries;
@@ -32,6 +38,9 @@ pub enum OriginError {
     /// The TLS settings are unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The URL, an address it resolved to, or a redirect is not allowed.
+    #[error(transparent)]
+    Refused(#[from] Refused),
 }
 
 impl OriginError {
@@ -40,7 +49,10 @@ impl OriginError {
         match self {
             OriginError::Status(s) => *s >= 500 || *s == 408 || *s == 429,
             OriginError::Transport(_) => true,
-            OriginError::Changed(_) | OriginError::Protocol(_) | OriginError::Tls(_) => false,
+            OriginError::Changed(_)
+            | OriginError::Protocol(_)
+            | OriginError::Tls(_)
+            | OriginError::Refused(_) => false,
         }
     }
 }
@@ -62,6 +74,8 @@ pub struct Origin {
     metrics: Arc<Metrics>,
     /// Mirrored registries: their URLs get registry authentication.
     registries: Arc<Registries>,
+    /// Which URLs and addresses may be read.
+    policy: Arc<OriginPolicy>,
 }
 
 /// A response body being read, holding one of the concurrency slots.
@@ -72,9 +86,13 @@ pub struct OriginBody {
 }
 
 /// A transport error with its causes, so a TLS or DNS failure says what
-/// went wrong rather than only "error sending request".
+/// went wrong rather than only "error sending request"; a refusal by the
+/// resolver or the redirect policy stays a refusal.
 pub(crate) fn transport(e: reqwest::Error) -> OriginError {
-    OriginError::Transport(error_chain(&e))
+    match guard::refusal(&e) {
+        Some(r) => OriginError::Refused(r),
+        None => OriginError::Transport(error_chain(&e)),
+    }
 }
 
 /// An error's message followed by each cause that adds something.
@@ -100,18 +118,39 @@ fn validator(headers: &http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The origin rules an agent's settings make: its allow-list, its
+/// registries, and every address it listens or is reached at.
+pub fn policy_for(c: &crate::AgentConfig) -> Result<OriginPolicy, String> {
+    let bases: Vec<String> = c.mirror.registries.iter().map(|r| r.base_url()).collect();
+    let (gossip_bind, gossip_advertise) = c.gossip_addrs();
+    let own = [
+        c.listen,
+        c.api_listen,
+        c.mirror.listen,
+        c.data_addr(),
+        gossip_bind,
+        gossip_advertise,
+    ]
+    .map(|a| a.ip());
+    OriginPolicy::new(&c.origins.allow, &bases, &own)
+}
+
 impl Origin {
-    /// A client allowing `concurrency` requests at once; URLs of
-    /// `registries` are sent with the authentication each asks for. TLS
-    /// trusts the system's roots and the certificates in `ca_file`.
+    /// A client allowing `concurrency` requests at once, reading only
+    /// what `policy` allows; URLs of `registries` are sent with the
+    /// authentication each asks for. TLS trusts the system's roots and
+    /// the certificates in `ca_file`.
     pub fn new(
         concurrency: usize,
         metrics: Arc<Metrics>,
         registries: Arc<Registries>,
+        policy: Arc<OriginPolicy>,
         ca_file: Option<&Path>,
     ) -> Result<Self, OriginError> {
         crate::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
+            .dns_resolver(guard::GuardedResolver::new(policy.clone()))
+            .redirect(guard::redirect_policy(policy.clone()))
             .connect_timeout(crate::timing::ORIGIN_CONNECT)
             .pool_idle_timeout(crate::timing::POOL_IDLE)
             .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")));
@@ -133,6 +172,7 @@ impl Origin {
             limit: Arc::new(Semaphore::new(concurrency)),
             metrics,
             registries,
+            policy,
         })
     }
 
@@ -154,14 +194,33 @@ impl Origin {
             .map_err(|_| OriginError::Transport("origin client closed".into()))
     }
 
+    /// Refuses a URL the allow-list does not cover, counting it.
+    fn admit(&self, url: &str) -> Result<(), OriginError> {
+        self.policy.admit(url).map(drop).map_err(|r| {
+            self.metrics.origin_refused.inc();
+            tracing::warn!("{r}");
+            OriginError::Refused(r)
+        })
+    }
+
+    /// Counts a refusal by the resolver or the redirect policy.
+    fn count_refusal(&self, e: &OriginError) {
+        if let OriginError::Refused(r) = e {
+            self.metrics.origin_refused.inc();
+            tracing::warn!("{r}");
+        }
+    }
+
     /// The object's size and validator.
     pub async fn head(&self, url: &str) -> Result<ObjectMeta, OriginError> {
+        self.admit(url)?;
         let _permit = self.permit().await?;
         self.metrics.origin_requests.inc();
         let resp = self
             .registries
             .send(&self.client, url, || self.client.head(url))
-            .await?;
+            .await
+            .inspect_err(|e| self.count_refusal(e))?;
         if !resp.status().is_success() {
             return Err(OriginError::Status(resp.status().as_u16()));
         }
@@ -185,6 +244,7 @@ impl Origin {
         start: u64,
         end: u64,
     ) -> Result<OriginBody, OriginError> {
+        self.admit(&object.url)?;
         let permit = self.permit().await?;
         self.metrics.origin_requests.inc();
         let range = format!("bytes={start}-{}", end - 1);
@@ -195,7 +255,8 @@ impl Origin {
                     .get(&object.url)
                     .header(header::RANGE, range.as_str())
             })
-            .await?;
+            .await
+            .inspect_err(|e| self.count_refusal(e))?;
         let whole = start == 0 && end == object.size;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {

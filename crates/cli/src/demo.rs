@@ -59,6 +59,16 @@ impl Source {
         }
     }
 
+    /// The origin pattern the agents allow: the URL prefix up to its
+    /// last `/`.
+    fn allow(&self) -> String {
+        let prefix = self.url("");
+        match prefix.rfind('/') {
+            Some(i) if i > "https://".len() => prefix[..=i].to_owned(),
+            _ => prefix,
+        }
+    }
+
     /// Bytes the embedded origin has sent; `None` for an external one.
     fn sent(&self) -> Option<u64> {
         match self {
@@ -105,7 +115,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         args.nodes, args.size, args.stripe
     ));
     let started = Instant::now();
-    let mut fleet = Fleet::start(args.nodes, &args.stripe)?;
+    let mut fleet = Fleet::start(args.nodes, &args.stripe, &source.allow())?;
     fleet.wait_joined(&client, Duration::from_secs(30)).await?;
     say(format!(
         "{} agents joined in {:.1} s.\n",

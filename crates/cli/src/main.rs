@@ -140,10 +140,31 @@ struct AgentArgs {
         env = "SHOAL_REGISTRY_CREDENTIALS"
     )]
     registry_credentials: Option<PathBuf>,
+    /// Serve every local mirror client whatever the registry would let it
+    /// read: for single-tenant nodes only (see docs/architecture.md).
+    #[arg(
+        id = "mirror.trust_local_clients",
+        long = "trust-local-clients",
+        env = "SHOAL_TRUST_LOCAL_CLIENTS",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    trust_local_clients: Option<bool>,
     /// Extra CA certificates (PEM) trusted for origins and registries,
     /// besides the system's roots.
     #[arg(long, env = "SHOAL_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// An origin `shoal get` and /v1/object may read:
+    /// [SCHEME://]HOST[:PORT][/PATH], HOST may be *.domain; repeat for
+    /// each. None: only mirrored registries. Loopback, link-local and
+    /// this node's addresses need their host named exactly.
+    #[arg(
+        id = "origins.allow",
+        long = "allow-origin",
+        env = "SHOAL_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    allow_origins: Vec<String>,
 }
 
 /// The command line, with each agent flag's default from

@@ -317,3 +317,109 @@ fn slow_clients_are_capped_and_timed_out() {
     drop(slow);
     assert_eq!(get(mirror.port(), "/v2/", ""), 200, "served again");
 }
+
+/// A generic fetch reads only what `origins.allow` lists. The agent's own
+/// API, a path outside the listed prefix, a redirect to loopback (by
+/// address or by a name that resolves there) or to a cloud metadata
+/// address, and a peer (holding the cluster token) asking the owner to
+/// fetch the agent's own API are all refused before any byte, and the
+/// refusals are counted. With no patterns, generic fetches are off.
+#[test]
+fn origins_are_allow_listed_for_clients_and_peers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (port, api) = (free_port(), free_port());
+    let nginx = Nginx::start_with(
+        LOOPBACK,
+        &format!(
+            "location = /public/to-api {{ return 302 http://127.0.0.1:{api}/v1/status; }}\n\
+             location = /public/to-localhost {{ return 302 http://localhost:{api}/v1/status; }}\n\
+             location = /public/to-metadata {{ return 302 http://169.254.169.254/latest/meta-data/; }}"
+        ),
+    );
+    let bytes = random_bytes(MIB, 21);
+    fs_put(&nginx, "public", "obj", &bytes);
+    fs_put(&nginx, "secret", "obj", &bytes);
+    let public = format!("http://127.0.0.1:{}/public/", nginx.port);
+    let mut args: Vec<String> = base_args(0, LOOPBACK, port, api, &dir)
+        .into_iter()
+        .collect();
+    let i = args.iter().position(|a| a == "--allow-origin").unwrap();
+    args.drain(i..i + 2);
+    let strict = args.clone();
+    args.extend(["--allow-origin".into(), public.clone()]);
+    args.extend(["--stripe-size", "256KiB", "--store-budget", "64MiB"].map(String::from));
+    let mut a = Agent::new(0, port, api, &dir, args);
+    a.start();
+    let enc = |s: &str| s.replace(':', "%3A").replace('/', "%2F");
+    let api_addr = a.api_addr();
+    let object = |url: &str| http_get(api_addr, &format!("/v1/object?url={}", enc(url)));
+
+    let (code, _) = object(&format!("{public}obj")).unwrap();
+    assert_eq!(code, 200, "a listed URL is served");
+    assert_eq!(a.metric("shoal_origin_bytes_total"), MIB as f64);
+
+    let own_api = format!("http://127.0.0.1:{api}/v1/status");
+    let refused = [
+        (
+            format!("http://127.0.0.1:{}/secret/obj", nginx.port),
+            "matches no origins.allow pattern",
+        ),
+        (
+            format!("http://127.0.0.1:{}/public/../secret/obj", nginx.port),
+            "matches no",
+        ),
+        (own_api.clone(), "matches no"),
+        (format!("{public}to-api"), "is a loopback address"),
+        (format!("{public}to-localhost"), "resolves to"),
+        (format!("{public}to-metadata"), "link-local"),
+    ];
+    for (url, why) in &refused {
+        let (code, body) = object(url).unwrap();
+        assert_eq!(code, 403, "{url}: {body}");
+        assert!(body.contains(why), "{url}: {body}");
+        assert!(
+            !body.contains("\"members\""),
+            "{url} leaked the status: {body}"
+        );
+    }
+    let served: Vec<String> = nginx.log().into_iter().map(|r| r.1).collect();
+    assert!(
+        served.iter().all(|u| u.starts_with("/public/")),
+        "only the listed prefix reached the origin: {served:?}"
+    );
+
+    // A peer with the token asks this node, the owner of every stripe,
+    // to fetch its own API: refused like a client's request.
+    let peer_req = format!(
+        "GET /peer/v1/stripe?url={}&size=100&ss=262144&i=0 HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
+        enc(&own_api)
+    );
+    let (_, body) = http_exchange(a.peer_addr(), &peer_req).unwrap();
+    assert!(
+        !body.contains("\"members\""),
+        "the status leaked to a peer: {body}"
+    );
+    assert!(body.contains("matches no origins.allow pattern"), "{body}");
+    assert_eq!(
+        a.metric("shoal_origin_refused_total"),
+        refused.len() as f64 + 1.0,
+        "every refusal is counted once"
+    );
+
+    // No patterns: generic fetches are off.
+    a.stop();
+    a.args = strict;
+    a.start();
+    let (code, body) = object(&format!("{public}obj")).unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("generic fetches are off"), "{body}");
+}
+
+/// Publishes `bytes` as `/dir/name` on `nginx`.
+fn fs_put(nginx: &Nginx, dir: &str, name: &str, bytes: &[u8]) {
+    let at = nginx.dir.path().join("www").join(dir);
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::write(at.join(name), bytes).unwrap();
+}

@@ -7,7 +7,7 @@
 mod common;
 
 use common::containerd::{self, Containerd};
-use common::registry::{Registry, build_image};
+use common::registry::{Auth, PASSWORD, Registry, USER, alice_for, build_image};
 use common::*;
 use std::fs;
 use std::path::Path;
@@ -79,7 +79,11 @@ fn three_containerds_pull_at_once_and_a_fourth_pulls_with_the_registry_down() {
     let upstream = registry.upstream();
     // Four agents in one mesh, 4 MiB stripes: the 12 MiB layer spans
     // three. The fourth agent serves nobody until the registry is gone.
-    let cluster = registry.mirrors(4, "4MiB", &[]);
+    // It has never asked the registry whether this repository is public,
+    // so it serves it in the outage only because it trusts its local
+    // clients (an agent that checks fails closed then; see
+    // docs/architecture.md).
+    let cluster = registry.mirrors(4, "4MiB", &["--trust-local-clients"]);
     let work = tempfile::tempdir().unwrap();
     let ctds = start_containerds(work.path(), 4);
     for (c, a) in ctds.iter().zip(&cluster.agents) {
@@ -115,4 +119,71 @@ fn three_containerds_pull_at_once_and_a_fourth_pulls_with_the_registry_down() {
     let by_digest = format!("{host}/team/app@{}", image.manifest);
     let out = ctds[3].spawn_pull(&by_digest).wait_with_output().unwrap();
     check_pull(&ctds[3], out, sizes.len(), &first_layer);
+}
+
+/// A private image through the mirror with real containerd: with the
+/// pull secret's credentials containerd answers the agent's challenge
+/// and pulls from the mesh without touching the registry; without them,
+/// or with a wrong password, the agent refuses before any byte and
+/// containerd falls back to the registry itself, which refuses too.
+#[test]
+fn containerd_gets_a_private_image_from_the_mesh_only_with_its_credentials() {
+    if !containerd::available() {
+        return;
+    }
+    let registry = Registry::start_with(Auth::Htpasswd {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let layout = tempfile::tempdir().unwrap();
+    let sizes = [5 * MIB, 300_000];
+    let seed = 42;
+    let image = build_image(layout.path(), "v1", &sizes, seed);
+    let secret = format!("{USER}:{PASSWORD}");
+    registry.push_with_creds(layout.path(), "team/private", "v1", Some(&secret));
+    let (host, upstream) = (registry.host(), registry.upstream());
+    let (_creds_dir, creds) = alice_for(&host);
+    let cluster = registry.mirrors(2, "4MiB", &["--registry-credentials", &creds]);
+    let work = tempfile::tempdir().unwrap();
+    let ctds = start_containerds(work.path(), 2);
+    for (c, a) in ctds.iter().zip(&cluster.agents) {
+        configure(c, &upstream, a);
+    }
+    let reference = format!("{host}/team/private:v1");
+
+    let out = ctds[0].spawn_pull_as(&reference, Some(&secret));
+    check_pull(
+        &ctds[0],
+        out.wait_with_output().unwrap(),
+        sizes.len(),
+        &random_bytes(sizes[0], seed),
+    );
+    let direct = direct_requests(&registry);
+    assert!(
+        direct.is_empty(),
+        "containerd went to the registry:\n{}",
+        direct.join("\n")
+    );
+
+    for user in [None, Some(format!("{USER}:guessed"))] {
+        let seen = direct_requests(&registry).len();
+        let out = ctds[1]
+            .spawn_pull_as(&reference, user.as_deref())
+            .wait_with_output()
+            .unwrap();
+        assert!(!out.status.success(), "{user:?}: pulled a private image");
+        assert_eq!(ctds[1].snapshots(), 0, "{user:?}: unpacked something");
+        let direct = direct_requests(&registry);
+        assert!(
+            direct[seen..].iter().any(|l| l.contains(" 401 ")),
+            "{user:?}: containerd did not fall back to the registry: {direct:?}"
+        );
+    }
+    for (digest, size) in &image.blobs {
+        assert_eq!(
+            registry.blob_bytes(digest),
+            *size,
+            "{digest} left the registry once"
+        );
+    }
 }

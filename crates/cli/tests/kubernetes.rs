@@ -24,7 +24,7 @@
 mod common;
 
 use common::containerd::Containerd;
-use common::registry::{Registry, build_image, write_layout};
+use common::registry::{Auth, PASSWORD, Registry, USER, alice_for, build_image, write_layout};
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -757,9 +757,11 @@ fn kubelet_pulls_go_through_the_daemonset_on_three_containerd_nodes() {
     kubelet(&t, &n0.containerd.socket(), &["rmi", &reference]);
     let again = kubelet(&t, &n0.containerd.socket(), &["pull", &reference]);
     assert!(again["repo_digests"].to_string().contains(&image.manifest));
+    // The agent asks the registry (HEAD, no body) whether the client may
+    // read each blob; the bytes come from its store.
     let blob_gets = registry.log()[before..]
         .iter()
-        .filter(|r| r.1.contains("/blobs/"))
+        .filter(|r| r.0 == "GET" && r.1.contains("/blobs/"))
         .count();
     assert_eq!(
         blob_gets, 0,
@@ -996,4 +998,72 @@ fn an_agent_says_when_containerd_does_not_read_its_hosts_files() {
         theirs
     );
     assert_eq!(e.metric("shoal_containerd_configured"), 1.0);
+}
+
+/// A private image pulled through containerd's CRI as kubelet pulls it
+/// with a pod's pull secret (`AuthConfig` with a username and password
+/// and no server address): containerd answers the agent's Basic
+/// challenge with the secret and the image comes from the mesh; without
+/// the secret the agent refuses, containerd falls back to the registry,
+/// and the registry refuses it too.
+#[test]
+fn a_cri_pull_with_a_pull_secret_is_served_by_the_mirror_and_one_without_is_not() {
+    let Some(t) = tools() else {
+        return;
+    };
+    let registry = Registry::start_with(Auth::Htpasswd {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let layout = tempfile::tempdir().unwrap();
+    let image = build_image(layout.path(), "v1", &[3 << 20, 100_000], 43);
+    let secret = format!("{USER}:{PASSWORD}");
+    registry.push_with_creds(layout.path(), "team/private", "v1", Some(&secret));
+    let (_creds_dir, creds) = alice_for(&registry.host());
+    let cluster = registry.mirrors(1, "1MiB", &["--registry-credentials", &creds]);
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = Containerd::start_cri(dir.path(), "localhost/pause:test");
+    let mut configure = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    configure
+        .args([
+            "containerd-config",
+            "--registry",
+            &registry.upstream(),
+            "--mirror",
+        ])
+        .arg(format!("http://{}", cluster.agents[0].mirror_addr()))
+        .arg("--certs-dir")
+        .arg(dir.path().join("etc/containerd/certs.d"));
+    run_tool(configure);
+    let reference = format!("{}/team/private:v1", registry.host());
+    let by_containerd = |from: usize| {
+        registry.clients()[from..]
+            .iter()
+            .filter(|(_, _, agent)| agent.starts_with("containerd/"))
+            .count()
+    };
+
+    let before = registry.clients().len();
+    let socket = containerd.socket();
+    let out = kubelet(&t, &socket, &["pull", "--user", &secret, &reference]);
+    assert!(
+        out["repo_digests"].to_string().contains(&image.manifest),
+        "{out}"
+    );
+    assert_eq!(by_containerd(before), 0, "containerd went to the registry");
+    kubelet(&t, &socket, &["rmi", &reference]);
+
+    let before = registry.clients().len();
+    let out = spawn_kubelet(&t, &socket, &["pull", &reference])
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "pulled a private image without its secret"
+    );
+    assert!(
+        by_containerd(before) > 0,
+        "containerd did not fall back to the registry: {:?}",
+        &registry.clients()[before..]
+    );
 }

@@ -312,7 +312,10 @@ fn a_manifest_that_ends_on_a_stripe_boundary_is_sized_from_the_mesh_while_the_re
     // Exactly one 64 KiB stripe: no shorter last stripe marks its end.
     let digest = pad_manifest(layout.path(), 64 << 10);
     registry.push(layout.path(), "team/edge", "v1");
-    let cluster = registry.mirrors(3, "64KiB", &[]);
+    // The agents trust their local clients: one that checks access
+    // fails closed for a repository it never asked the registry about
+    // (docs/architecture.md, OCI mirror).
+    let cluster = registry.mirrors(3, "64KiB", &["--trust-local-clients"]);
     let ns = registry.ns();
     let target = format!("/v2/team/edge/manifests/{digest}{ns}");
     let r = request(cluster.agents[0].mirror_addr(), "GET", &target, &[ACCEPT]);

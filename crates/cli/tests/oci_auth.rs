@@ -15,35 +15,10 @@ use common::registry::{Auth, Image, Registry, build_image};
 use common::tokens::TokenIssuer;
 use common::*;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
 const MIB: usize = 1 << 20;
 
-const USER: &str = "alice";
-const PASSWORD: &str = "s3cret";
-
-/// Writes a docker `config.json` in `dir` holding `user:password` for
-/// `host`, as `--registry-credentials` reads it.
-fn credentials_file(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
-    let mut auths = serde_json::Map::new();
-    auths.insert(
-        host.to_owned(),
-        serde_json::json!({"auth": BASE64_STANDARD.encode(format!("{user}:{password}"))}),
-    );
-    let path = dir.join("config.json");
-    std::fs::write(&path, serde_json::json!({ "auths": auths }).to_string()).unwrap();
-    path
-}
-
-/// A docker `config.json` with the test user's credentials for `host`:
-/// the directory holding it (keep it alive) and its path.
-fn alice_for(host: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = credentials_file(dir.path(), host, USER, PASSWORD)
-        .display()
-        .to_string();
-    (dir, path)
-}
+use common::registry::{PASSWORD, USER, alice_for};
 
 /// Checks the registry itself answers 401 to `path` without credentials
 /// and asks for the `scheme` (`Basic` or `Bearer`).
@@ -58,14 +33,43 @@ fn assert_registry_wants(registry: &Registry, path: &str, scheme: &str) {
     );
 }
 
+/// `Authorization` for `user:password`, as containerd sends a pull
+/// secret to a mirror that challenged it.
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        BASE64_STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// Reads `name:tag`'s manifest and every blob of `image` through the
-/// mirror port `m`: all 200 and matching their digests.
+/// mirror port `m` as the client alice: all 200 and matching their
+/// digests.
 fn pull_all(m: SocketAddr, ns: &str, name: &str, tag: &str, image: &Image) {
+    pull_all_with(
+        m,
+        ns,
+        name,
+        tag,
+        image,
+        &[("Authorization", &basic(USER, PASSWORD))],
+    );
+}
+
+/// [`pull_all`] with the client's headers `auth`.
+fn pull_all_with(
+    m: SocketAddr,
+    ns: &str,
+    name: &str,
+    tag: &str,
+    image: &Image,
+    auth: &[(&str, &str)],
+) {
     let r = request(
         m,
         "GET",
         &format!("/v2/{name}/manifests/{tag}{ns}"),
-        &[ACCEPT],
+        &[&[ACCEPT], auth].concat(),
     );
     assert_eq!(
         r.status,
@@ -75,7 +79,7 @@ fn pull_all(m: SocketAddr, ns: &str, name: &str, tag: &str, image: &Image) {
     );
     assert_eq!(sha256(&r.body), image.manifest);
     for (digest, size) in &image.blobs {
-        let r = request(m, "GET", &format!("/v2/{name}/blobs/{digest}{ns}"), &[]);
+        let r = request(m, "GET", &format!("/v2/{name}/blobs/{digest}{ns}"), auth);
         assert_eq!(
             r.status,
             200,
@@ -193,11 +197,24 @@ fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
     let reg = registry.upstream();
     let (_creds_dir, creds) = alice_for(&host);
     let ns = registry.ns();
-    let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &creds]);
+    // Local clients are trusted here: this is about the agents' own
+    // tokens, not the clients' (see the test of private content).
+    let cluster = registry.mirrors(
+        2,
+        "1MiB",
+        &["--registry-credentials", &creds, "--trust-local-clients"],
+    );
     let agents = cluster.agents.len();
     let before_pull = issuer.issued();
     let scopes_before = issuer.scopes().len();
-    pull_all(cluster.agents[0].mirror_addr(), &ns, name, "v1", &image);
+    pull_all_with(
+        cluster.agents[0].mirror_addr(),
+        &ns,
+        name,
+        "v1",
+        &image,
+        &[],
+    );
     assert!(
         issuer.issued() > before_pull,
         "the agents read the registry without tokens?\n{}",
@@ -262,7 +279,7 @@ fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
         assert_eq!(r.status, 200, "{}: HEAD {name}:v2", a.name);
     }
     for a in &cluster.agents {
-        pull_all(a.mirror_addr(), &ns, name, "v2", &image2);
+        pull_all_with(a.mirror_addr(), &ns, name, "v2", &image2, &[]);
     }
     let grown = issuer.issued() - before;
     let served = served_since(&registry, mark, name);
@@ -279,9 +296,112 @@ fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
     // Without credentials the issuer refuses the agent, and the client
     // sees the registry's 401 as the OCI error; no token is issued.
     let before = issuer.issued();
-    let anonymous = Cluster::new(1, &["--registry", &reg]);
+    let anonymous = Cluster::new(1, &["--registry", &reg, "--trust-local-clients"]);
     assert_refused(anonymous.agents[0].mirror_addr(), &ns, name, "v1", &image);
     assert_eq!(issuer.issued(), before);
+}
+
+/// Once the mesh holds a private image, a client the registry would
+/// refuse gets nothing of it through any agent: without credentials a
+/// 401 with a Basic challenge (so containerd sends the pull secret, or
+/// goes to the registry), with wrong ones a 403; with the right ones it
+/// is served from the mesh. The client's password reaches no log.
+#[test]
+fn private_content_goes_only_to_clients_the_registry_accepts() {
+    let registry = Registry::start_with(Auth::Htpasswd {
+        user: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let layout = tempfile::tempdir().unwrap();
+    let image = build_image(layout.path(), "v1", &[3 * MIB, 200_000], 35);
+    let name = "team/private";
+    registry.push_with_creds(
+        layout.path(),
+        name,
+        "v1",
+        Some(&format!("{USER}:{PASSWORD}")),
+    );
+    let (_creds_dir, creds) = alice_for(&registry.host());
+    let ns = registry.ns();
+    let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &creds]);
+    pull_all(cluster.agents[0].mirror_addr(), &ns, name, "v1", &image);
+
+    let m = cluster.agents[1].mirror_addr();
+    let mut paths = vec![
+        format!("/v2/{name}/manifests/v1{ns}"),
+        format!("/v2/{name}/manifests/{}{ns}", image.manifest),
+    ];
+    paths.extend(
+        image
+            .blobs
+            .iter()
+            .map(|(d, _)| format!("/v2/{name}/blobs/{d}{ns}")),
+    );
+    let wrong = basic(USER, "guessed");
+    for path in &paths {
+        let r = request(m, "GET", path, &[ACCEPT]);
+        assert_eq!(r.status, 401, "{path} without credentials");
+        assert_eq!(r.error_code(), "UNAUTHORIZED");
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Basic ")),
+            "{path}: a 401 must challenge for Basic: {:?}",
+            r.header("www-authenticate")
+        );
+        let r = request(m, "GET", path, &[ACCEPT, ("Authorization", &wrong)]);
+        assert_eq!(r.status, 403, "{path} with a wrong password");
+        assert_eq!(r.error_code(), "DENIED");
+    }
+    pull_all(m, &ns, name, "v1", &image);
+    for (digest, size) in &image.blobs {
+        assert_eq!(
+            registry.blob_bytes(digest),
+            *size,
+            "{digest}: the second agent served it from the mesh"
+        );
+    }
+    let a = &cluster.agents[1];
+    let count = |result: &str| {
+        let body = http_get(a.api_addr(), "/metrics").unwrap().1;
+        let want = format!("shoal_mirror_access_total{{result=\"{result}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&want)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("Challenged"), paths.len() as f64);
+    assert_eq!(count("Denied"), paths.len() as f64);
+    // pull_all reads the manifest by tag and every blob.
+    assert_eq!(count("Granted"), 1.0 + image.blobs.len() as f64);
+    for agent in &cluster.agents {
+        let log = agent.log();
+        assert!(
+            !log.contains("guessed") && !log.contains(&wrong[6..]),
+            "{}",
+            agent.name
+        );
+    }
+}
+
+/// A blob is served under a repository only if the registry holds it
+/// there: a reader of one repository cannot name another's layer by its
+/// digest and have the mesh hand it over.
+#[test]
+fn a_digest_is_served_only_under_a_repository_that_holds_it() {
+    let registry = Registry::start();
+    let (la, lb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = build_image(la.path(), "v1", &[MIB, 1000], 36);
+    let b = build_image(lb.path(), "v1", &[2 * MIB, 2000], 37);
+    registry.push(la.path(), "team/a", "v1");
+    registry.push(lb.path(), "team/b", "v1");
+    let ns = registry.ns();
+    let cluster = registry.mirrors(1, "1MiB", &[]);
+    let m = cluster.agents[0].mirror_addr();
+    pull_all_with(m, &ns, "team/a", "v1", &a, &[]);
+    pull_all_with(m, &ns, "team/b", "v1", &b, &[]);
+    for (digest, _) in &b.blobs {
+        let r = request(m, "GET", &format!("/v2/team/a/blobs/{digest}{ns}"), &[]);
+        assert_eq!(r.status, 404, "team/b's {digest} under team/a");
+    }
 }
 
 #[test]
@@ -340,6 +460,9 @@ fn credentials_are_not_forwarded_when_a_registry_redirects_blobs_elsewhere() {
             &upstream,
             "--registry-credentials",
             &creds,
+            // The storage host is on loopback: allowed only if named.
+            "--allow-origin",
+            "127.0.0.2",
         ],
     );
     let ns = format!("?ns={}", host.replace(':', "%3A"));

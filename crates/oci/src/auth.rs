@@ -181,6 +181,27 @@ pub fn normalize_host(key: &str) -> String {
     }
 }
 
+impl Credential {
+    /// The credential of an `Authorization: Basic <base64 user:password>`
+    /// header; `None` for any other scheme or a malformed value.
+    pub fn from_basic(header: &str) -> Option<Credential> {
+        let (scheme, b64) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        Credential::from_user_colon_password(&base64_decode(b64)?)
+    }
+
+    fn from_user_colon_password(raw: &[u8]) -> Option<Credential> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let (u, p) = text.split_once(':')?;
+        Some(Credential {
+            username: u.to_owned(),
+            password: p.to_owned(),
+        })
+    }
+}
+
 /// Credentials by registry host from a docker `config.json` text (the
 /// `auths` map, with `auth` as base64 `user:password` or separate fields).
 pub fn parse_docker_config(text: &str) -> Result<BTreeMap<String, Credential>, AuthError> {
@@ -192,15 +213,9 @@ pub fn parse_docker_config(text: &str) -> Result<BTreeMap<String, Credential>, A
             (Some(b64), _, _) if !b64.is_empty() => {
                 let raw = base64_decode(&b64)
                     .ok_or_else(|| AuthError::Credentials(format!("{key}: auth is not base64")))?;
-                let text = String::from_utf8(raw)
-                    .map_err(|_| AuthError::Credentials(format!("{key}: auth is not UTF-8")))?;
-                let (u, p) = text.split_once(':').ok_or_else(|| {
-                    AuthError::Credentials(format!("{key}: auth is not user:password"))
-                })?;
-                Credential {
-                    username: u.to_owned(),
-                    password: p.to_owned(),
-                }
+                Credential::from_user_colon_password(&raw).ok_or_else(|| {
+                    AuthError::Credentials(format!("{key}: auth is not UTF-8 user:password"))
+                })?
             }
             (_, Some(username), Some(password)) => Credential { username, password },
             _ => continue,
@@ -238,6 +253,26 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_headers_give_their_credential_and_nothing_else_does() {
+        // "alice:s3:cret" in base64.
+        let c = Credential::from_basic("Basic YWxpY2U6czM6Y3JldA==").unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3:cret")
+        );
+        assert!(Credential::from_basic("basic YWxpY2U6czM6Y3JldA").is_some());
+        for bad in [
+            "Bearer YWxpY2U6eA==",
+            "Basic !!!",
+            "Basic YWxpY2U=",
+            "Basic",
+            "",
+        ] {
+            assert!(Credential::from_basic(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn bearer_challenges_parse() {

@@ -78,6 +78,14 @@ pub struct MirrorConfig {
     pub stale_if_error_ms: u64,
     /// A docker `config.json` with credentials per registry.
     pub credentials_file: Option<PathBuf>,
+    /// Serve every local client whatever the registry would let it read
+    /// (a single-tenant node). Off: content the registry does not serve
+    /// anonymously goes only to clients whose credentials it accepts
+    /// (see `crate::mirror::access`).
+    pub trust_local_clients: bool,
+    /// How long the registry's answer to "may this client read this?" is
+    /// reused.
+    pub access_ttl_ms: u64,
 }
 
 impl Default for MirrorConfig {

@@ -32,6 +32,19 @@ impl Upstream {
     }
 }
 
+/// Whose credentials a request to a registry carries.
+#[derive(Clone, Copy, Debug)]
+pub enum Identity<'a> {
+    /// This agent's own (from its settings), with tokens cached and
+    /// reused: the requests that fetch content.
+    Node,
+    /// A client's, only to ask the registry whether it accepts them; its
+    /// tokens are never kept.
+    Client(&'a Credential),
+    /// None: what anyone may read.
+    Anonymous,
+}
+
 /// What to send in `Authorization`.
 #[derive(Clone)]
 enum Auth {
@@ -161,18 +174,39 @@ impl Registries {
         }
     }
 
-    /// Sends the request `make` builds for `url`. For a mirrored registry
-    /// it adds the manifest `Accept` list, a cached token, and on a 401
-    /// answers the challenge once and retries; other URLs go as they are.
+    /// Sends the request `make` builds for `url` as this agent. For a
+    /// mirrored registry it adds the manifest `Accept` list, a cached
+    /// token, and on a 401 answers the challenge once and retries; other
+    /// URLs go as they are.
     pub async fn send(
         &self,
         client: &reqwest::Client,
         url: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, OriginError> {
+        self.send_as(client, url, Identity::Node, make).await
+    }
+
+    /// [`Registries::send`] with the credentials of `who`. Only the
+    /// node's tokens are cached; a client's or an anonymous request
+    /// answers its challenge afresh (the caller caches its verdict).
+    pub async fn send_as(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        who: Identity<'_>,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, OriginError> {
         let transport = crate::origin::transport;
         let Some((up, scope)) = self.owner_of(url) else {
             return make().send().await.map_err(transport);
+        };
+        // Tokens are kept per identity: the node's, and anyone's (an
+        // anonymous token grants only what is public); never a client's.
+        let (cred, kept_as) = match who {
+            Identity::Node => (up.credential.as_ref(), Some(up.host.clone())),
+            Identity::Anonymous => (None, Some(format!("{} (anonymous)", up.host))),
+            Identity::Client(c) => (Some(c), None),
         };
         let scope = scope.unwrap_or_default();
         let build = || {
@@ -184,8 +218,8 @@ impl Registries {
             }
         };
         let mut req = build();
-        if let Some(a) = self.cached(&up.host, &scope) {
-            req = Self::apply(req, &a, up.credential.as_ref());
+        if let Some(a) = kept_as.as_ref().and_then(|k| self.cached(k, &scope)) {
+            req = Self::apply(req, &a, cred);
         }
         let resp = req.send().await.map_err(transport)?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -200,8 +234,10 @@ impl Registries {
             return Ok(resp);
         };
         let auth = match challenge {
-            Challenge::Basic if up.credential.is_some() => {
-                self.remember(&up.host, "", Auth::Basic, None);
+            Challenge::Basic if cred.is_some() => {
+                if let Some(k) = &kept_as {
+                    self.remember(k, "", Auth::Basic, None);
+                }
                 Auth::Basic
             }
             Challenge::Basic => return Ok(resp),
@@ -211,16 +247,17 @@ impl Registries {
                 scope: asked,
             } => {
                 let scope_q = asked.unwrap_or_else(|| scope.clone());
-                let (token, secs) = self
-                    .token(client, up, &realm, service.as_deref(), &scope_q)
-                    .await?;
+                let (token, secs) =
+                    Self::token(client, cred, &realm, service.as_deref(), &scope_q).await?;
                 let auth = Auth::Bearer(token);
-                let until = Instant::now() + Duration::from_secs(secs);
-                self.remember(&up.host, &scope, auth.clone(), Some(until));
+                if let Some(k) = &kept_as {
+                    let until = Instant::now() + Duration::from_secs(secs);
+                    self.remember(k, &scope, auth.clone(), Some(until));
+                }
                 auth
             }
         };
-        Self::apply(build(), &auth, up.credential.as_ref())
+        Self::apply(build(), &auth, cred)
             .send()
             .await
             .map_err(transport)
@@ -233,11 +270,11 @@ impl Registries {
             .insert((host.to_owned(), scope.to_owned()), (auth, until));
     }
 
-    /// A token from the registry's token endpoint: (token, usable seconds).
+    /// A token from the registry's token endpoint, asked with `cred` (or
+    /// anonymously): (token, usable seconds).
     async fn token(
-        &self,
         client: &reqwest::Client,
-        up: &Upstream,
+        cred: Option<&Credential>,
         realm: &str,
         service: Option<&str>,
         scope: &str,
@@ -250,7 +287,7 @@ impl Registries {
             query.push(("scope", scope));
         }
         let mut req = client.get(realm).query(&query);
-        if let Some(c) = &up.credential {
+        if let Some(c) = cred {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
         let resp = req

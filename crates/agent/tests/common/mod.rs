@@ -176,6 +176,8 @@ pub async fn cluster_with(
             ..AgentConfig::default()
         };
         c.mirror.listen = "127.0.0.1:0".parse().unwrap();
+        // The tests' origins listen on loopback.
+        c.origins.allow = vec!["127.0.0.1".into()];
         c.peers = (0..n)
             .filter(|&j| j != i)
             .map(|j| PeerConfig {

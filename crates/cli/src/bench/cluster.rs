@@ -179,8 +179,15 @@ pub async fn run(s: &Settings) -> Result<Report> {
 
     let exe = std::env::current_exe().context("finding the shoal binary")?;
     let (with_relays, no_relay) = (s.work.join("agent.toml"), s.work.join("no-relay.toml"));
-    std::fs::write(&with_relays, toml::to_string(&s.agent_config)?)?;
-    let mut off = s.agent_config.clone();
+    // The agents may fetch the objects from nginx, unless the bench's
+    // agent settings name their own origins.
+    let mut agent_config = s.agent_config.clone();
+    if shoal_agent::config::lookup(&agent_config, "origins.allow").is_none() {
+        let allow = toml::Value::Array(vec![format!("http://{org_ip}/").into()]);
+        shoal_agent::config::insert(&mut agent_config, "origins.allow", allow);
+    }
+    std::fs::write(&with_relays, toml::to_string(&agent_config)?)?;
+    let mut off = agent_config.clone();
     off.insert("piece_size".into(), toml::Value::Integer(0));
     std::fs::write(&no_relay, toml::to_string(&off)?)?;
     let config = |relays: bool| if relays { &with_relays } else { &no_relay }.as_path();

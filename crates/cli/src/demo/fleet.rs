@@ -57,8 +57,9 @@ fn free_port() -> Result<u16> {
 }
 
 impl Fleet {
-    /// Starts `n` agents with `stripe` stripes, all seeded with the first.
-    pub fn start(n: usize, stripe: &str) -> Result<Fleet> {
+    /// Starts `n` agents with `stripe` stripes, all seeded with the
+    /// first, that may fetch from the origin pattern `allow`.
+    pub fn start(n: usize, stripe: &str, allow: &str) -> Result<Fleet> {
         let dir = std::env::temp_dir().join(format!("shoal-demo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let exe = std::env::current_exe().context("finding the shoal binary")?;
@@ -83,6 +84,7 @@ impl Fleet {
                 .args(["--token", "shoal-demo"])
                 .args(["--labels", &format!("row-0,rack-{}", i % 2)])
                 .args(["--stripe-size", stripe])
+                .args(["--allow-origin", allow])
                 .args(["--store-budget", "4GiB"])
                 .args(["--seed", &format!("127.0.0.1:{}", ports[0])])
                 .env("SHOAL_LOG", "warn")

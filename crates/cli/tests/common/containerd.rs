@@ -131,12 +131,21 @@ impl Containerd {
     /// A `ctr images pull` of `reference` through this daemon's certs.d,
     /// unpacked with the native snapshotter (not yet waited for).
     pub fn spawn_pull(&self, reference: &str) -> Child {
-        Command::new("ctr")
-            .arg("--address")
+        self.spawn_pull_as(reference, None)
+    }
+
+    /// [`Containerd::spawn_pull`] with `user:password` credentials, which
+    /// containerd sends to any host (mirror or registry) that challenges.
+    pub fn spawn_pull_as(&self, reference: &str, user: Option<&str>) -> Child {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
             .arg(self.dir.join("containerd.sock"))
             .args(["images", "pull", "--snapshotter", "native", "--hosts-dir"])
-            .arg(self.certs_dir())
-            .arg(reference)
+            .arg(self.certs_dir());
+        if let Some(u) = user {
+            cmd.args(["--user", u]);
+        }
+        cmd.arg(reference)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

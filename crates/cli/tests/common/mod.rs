@@ -116,10 +116,18 @@ pub fn try_wait_listening(addr: SocketAddr) -> Result<(), String> {
 /// `GET target` on `addr` with `Connection: close`: the status code and
 /// the body, or `None` if no response came within 10 s.
 pub fn http_get(addr: SocketAddr, target: &str) -> Option<(u16, String)> {
+    http_exchange(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends a whole raw `request` (which should ask to close the
+/// connection) and returns the status and the body as text.
+pub fn http_exchange(addr: SocketAddr, request: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
@@ -551,6 +559,9 @@ pub fn base_args(
         TOKEN.into(),
         "--labels".into(),
         format!("row-0,rack-{}", i % 2),
+        // Test origins (nginx, an embedded server) listen on loopback.
+        "--allow-origin".into(),
+        "127.0.0.1".into(),
     ]
 }
 

@@ -168,6 +168,7 @@ impl Lan {
         let mut args = base_args(i, self.ip(i), PEER_PORT, API_PORT, dir);
         let seed = SocketAddr::new(self.ip(0), PEER_PORT).to_string();
         args.extend(["--seed".into(), seed]);
+        args.extend(["--allow-origin".into(), self.test_ip().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut agent = Agent::new(i, PEER_PORT, API_PORT, dir, args);
         agent.ip = self.ip(i);

@@ -351,3 +351,32 @@ pub fn write_layout(dir: &Path, tag: &str, roots: &[PathBuf], config: serde_json
         blobs,
     }
 }
+
+/// The test registry user.
+pub const USER: &str = "alice";
+/// Their password.
+pub const PASSWORD: &str = "s3cret";
+
+/// Writes a docker `config.json` in `dir` holding `user:password` for
+/// `host`, as `--registry-credentials` reads it.
+pub fn credentials_file(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
+    use base64::prelude::{BASE64_STANDARD, Engine as _};
+    let mut auths = serde_json::Map::new();
+    auths.insert(
+        host.to_owned(),
+        serde_json::json!({"auth": BASE64_STANDARD.encode(format!("{user}:{password}"))}),
+    );
+    let path = dir.join("config.json");
+    fs::write(&path, serde_json::json!({ "auths": auths }).to_string()).unwrap();
+    path
+}
+
+/// A docker `config.json` with the test user's credentials for `host`:
+/// the directory holding it (keep it alive) and its path.
+pub fn alice_for(host: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = credentials_file(dir.path(), host, USER, PASSWORD)
+        .display()
+        .to_string();
+    (dir, path)
+}
