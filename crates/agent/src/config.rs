@@ -184,6 +184,37 @@ pub struct AgentConfig {
     pub kubernetes: KubernetesConfig,
     /// Which origins generic fetches may read.
     pub origins: OriginsConfig,
+    /// Mutual TLS between peers.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// The `[tls]` table: mutual TLS on the peer port and for every request
+/// to a peer. Set all three files or none; they are read again when they
+/// change (see `crate::tls`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM bundle of the cluster CA that signs every node's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM chain of this node's certificate.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The three files, if TLS is on.
+    pub fn files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.ca_file, &self.cert_file, &self.key_file) {
+            (Some(ca), Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// The `[origins]` table: the allow-list of generic fetches
@@ -331,6 +362,17 @@ impl AgentConfig {
                 return Err(inv(k, "must be at least 1"));
             }
         }
+        let t = &self.tls;
+        let set = [&t.ca_file, &t.cert_file, &t.key_file]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        if set != 0 && set != 3 {
+            return Err(inv(
+                "tls",
+                "set all of ca_file, cert_file and key_file, or none",
+            ));
+        }
         if self.header_read_timeout_ms < 100 {
             return Err(inv("header_read_timeout_ms", "must be at least 100"));
         }
@@ -442,6 +484,7 @@ mod tests {
         }));
         assert!(bad(|c| c.timeouts.stall_floor_ms = 99_999));
         assert!(bad(|c| c.gossip.probe_rtt_ms = c.gossip.probe_period_ms));
+        assert!(bad(|c| c.tls.cert_file = Some("/etc/shoal/node.pem".into())));
         assert!(!bad(|_| {}));
     }
 }

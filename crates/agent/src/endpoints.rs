@@ -90,6 +90,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn require_token(State(s): State<Peers>, req: Request, next: Next) -> Response {
+    // With peer TLS, a peer is a connection that presented a certificate
+    // of the cluster CA (the handshake refused any other certificate;
+    // this refuses none at all), and the token is a second factor.
+    let certified = req.extensions().get::<crate::tls::PeerCertificate>();
+    if s.node.tls.is_some() && certified != Some(&crate::tls::PeerCertificate(true)) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "a client certificate from the cluster CA is required",
+        );
+    }
     if let Some(token) = &s.node.cfg.token {
         let presented = req
             .headers()

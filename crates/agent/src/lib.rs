@@ -42,6 +42,7 @@ mod serve;
 pub mod startup;
 pub mod status;
 pub mod timing;
+pub mod tls;
 
 pub use config::{AgentConfig, Resolved};
 pub use node::{Node, StartError};
@@ -149,7 +150,11 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
     let drain = std::time::Duration::from_millis(c.drain_ms);
     let gossip = if c.peers.is_empty() {
         let (bind, _) = c.gossip_addrs();
-        let transport = shoal_membership::transport::udp(bind, c.gossip.max_packet)
+        let key = c
+            .token
+            .as_deref()
+            .map(shoal_membership::transport::gossip_key);
+        let transport = shoal_membership::transport::udp(bind, c.gossip.max_packet, key)
             .await
             .map_err(|source| StartError::Bind { addr: bind, source })?;
         let me = members::identity(c);
@@ -192,23 +197,37 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let hygiene = |port| listen::Hygiene {
+    let hygiene = |port, tls| listen::Hygiene {
         port,
         max_connections: node.cfg.max_connections,
         header_read_timeout: std::time::Duration::from_millis(node.cfg.header_read_timeout_ms),
+        tls,
     };
-    let server = |l, router, port| {
+    let server = |l, router, port, tls| {
         listen::serve(
             l,
             router,
-            hygiene(port),
+            hygiene(port, tls),
             node.metrics.clone(),
             stopped(stop_rx.clone()),
         )
     };
-    let peer = server(peer_l, http::peer_router(node.clone()), "peer");
-    let api = server(api_l, http::api_router(node.clone()), "api");
-    let mirror = server(mirror_l, mirror::router(node.clone()), "mirror");
+    let peer_tls = match &node.tls {
+        Some(t) => {
+            let t2 = t.clone();
+            node.spawn_loop(async move {
+                loop {
+                    tokio::time::sleep(timing::TLS_RELOAD).await;
+                    t2.reload();
+                }
+            });
+            Some(t.server_config()?)
+        }
+        None => None,
+    };
+    let peer = server(peer_l, http::peer_router(node.clone()), "peer", peer_tls);
+    let api = server(api_l, http::api_router(node.clone()), "api", None);
+    let mirror = server(mirror_l, mirror::router(node.clone()), "mirror", None);
     let tasks = node.tasks.clone();
     let done = tokio::spawn(async move {
         let stopped_at = std::sync::Arc::new(std::sync::OnceLock::new());

@@ -4,9 +4,13 @@
 //! limit on a request's headers that also closes idle keep-alive
 //! connections, TCP_NODELAY on every connection, and a graceful stop.
 //! Request bodies are bounded by the handlers (axum's default limit on
-//! extracted bodies; the peer and mirror endpoints take none).
+//! extracted bodies; the peer and mirror endpoints take none). With TLS
+//! (the peer port with `tls` set) the handshake must finish within the
+//! header time limit too, and each request carries whether its connection
+//! presented a certificate the cluster CA signed ([`PeerCertificate`]).
 
 use crate::metrics::{Metrics, PortLabels};
+use crate::tls::PeerCertificate;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -17,6 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// What one port's server allows its clients.
 #[derive(Clone, Debug)]
@@ -26,8 +31,10 @@ pub struct Hygiene {
     /// Connections open at once.
     pub max_connections: usize,
     /// Time to send a request's headers, and to stay idle between
-    /// requests.
+    /// requests (and to finish a TLS handshake).
     pub header_read_timeout: Duration,
+    /// TLS for every connection, when set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The answer to a connection past the limit.
@@ -80,14 +87,38 @@ pub async fn serve(
             tokio::spawn(refuse(tcp));
             continue;
         };
-        let conn =
-            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
-        let conn = graceful.watch(conn);
         let open = open.clone();
         open.inc();
+        let Some(tls) = hygiene.tls.clone() else {
+            let conn =
+                http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection: {e}");
+                }
+                open.dec();
+                drop(slot);
+            });
+            continue;
+        };
+        let (http, router, watcher) = (http.clone(), router.clone(), graceful.watcher());
+        let limit = hygiene.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection: {e}");
+            let handshake = tokio::time::timeout(limit, TlsAcceptor::from(tls).accept(tcp)).await;
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let verified =
+                        PeerCertificate(stream.get_ref().1.peer_certificates().is_some());
+                    let router = router.layer(axum::Extension(verified));
+                    let conn = http
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!("connection: {e}");
+                    }
+                }
+                Ok(Err(e)) => tracing::info!("TLS handshake refused: {e}"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
             open.dec();
             drop(slot);

@@ -92,8 +92,12 @@ pub fn identity(c: &AgentConfig) -> Peer {
 pub fn follow(node: &Arc<Node>, gossip: Gossip) -> Result<(), GossipError> {
     let c = &node.cfg;
     let source = Arc::new(
-        roster::Client::new(node.cfg.token.clone(), node.peer_client.clone())
-            .map_err(|_| GossipError::Stopped)?,
+        roster::Client::new(
+            node.cfg.token.clone(),
+            node.tls.as_ref().and_then(|t| t.client_config().ok()),
+            node.peer_client.clone(),
+        )
+        .map_err(|_| GossipError::Stopped)?,
     );
     let g = &c.gossip;
     node.spawn_loop(bootstrap::run(

@@ -45,6 +45,9 @@ pub enum StartError {
     /// The origin client would not build.
     #[error(transparent)]
     Origin(#[from] OriginError),
+    /// The peer TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The origin allow-list is malformed.
     #[error("origins.allow: {0}")]
     Origins(String),
@@ -79,6 +82,9 @@ pub struct Node {
     /// The client this node calls its peers with (pools, timeouts,
     /// breakers).
     pub peer_client: PeerClient,
+    /// Peer TLS material, when `tls` is set (reloaded by a background
+    /// loop).
+    pub tls: Option<Arc<crate::tls::PeerTls>>,
     /// The client it fetches from origins and registries with (a bound
     /// on concurrent requests, registry auth).
     pub origin: Origin,
@@ -130,10 +136,19 @@ impl Node {
         let metrics = Arc::new(metrics);
         let store = Store::open(&c.data_dir, cfg.store_budget)?;
         let id = NodeId::from_name(&c.name);
+        let tls = match c.tls.files() {
+            Some(files) => Some(crate::tls::PeerTls::new(files)?),
+            None => None,
+        };
+        let tls_client = match &tls {
+            Some(t) => Some(t.client_config()?),
+            None => None,
+        };
         let peer_client = PeerClient::new(
             c.timeouts.clone(),
             c.peer_inflight,
             cfg.token.clone(),
+            tls_client,
             metrics.clone(),
         );
         let registries = Arc::new(Registries::new(
@@ -160,6 +175,7 @@ impl Node {
             store,
             flights: Mutex::new(HashMap::new()),
             peer_client,
+            tls,
             origin,
             metrics,
             sources: Mutex::new(LruCache::new(SOURCES)),

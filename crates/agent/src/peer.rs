@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -281,9 +282,11 @@ struct SlowConnect(String);
 /// The pooled client every request to a peer goes through.
 #[derive(Clone)]
 pub struct PeerClient {
-    client: Client<Connector, Empty<Bytes>>,
+    client: Client<HttpsConnector<Connector>, Empty<Bytes>>,
     shared: Arc<Shared>,
     token: Option<String>,
+    /// `https` with peer TLS, else `http`.
+    scheme: &'static str,
     metrics: Arc<Metrics>,
 }
 
@@ -302,11 +305,13 @@ pub struct FrameStream {
 }
 
 impl PeerClient {
-    /// A client with the given bounds; `token` is sent to every peer.
+    /// A client with the given bounds; `token` is sent to every peer,
+    /// over TLS with `tls` (the node's certificate, the cluster CA).
     pub fn new(
         timeouts: Timeouts,
         inflight: usize,
         token: Option<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let shared = Arc::new(Shared {
@@ -317,18 +322,40 @@ impl PeerClient {
         });
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        http.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(inflight)
-            .pool_idle_timeout(crate::timing::PEER_POOL_IDLE)
-            .build(Connector {
+        http.enforce_http(false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Without TLS the config is never used: every URL is http.
+        let config = tls.unwrap_or_else(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let plain = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth()
+                });
+            Arc::new(plain.unwrap_or_else(|_| {
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            }))
+        });
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(Connector {
                 http,
                 shared: shared.clone(),
             });
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(inflight)
+            .pool_idle_timeout(crate::timing::PEER_POOL_IDLE)
+            .build(connector);
         PeerClient {
             client,
             shared,
             token,
+            scheme,
             metrics,
         }
     }
@@ -526,10 +553,11 @@ impl PeerClient {
         query: &str,
         limit: Duration,
     ) -> Result<http::Response<Incoming>, PeerError> {
+        let scheme = self.scheme;
         let uri = if query.is_empty() {
-            format!("http://{addr}{path}")
+            format!("{scheme}://{addr}{path}")
         } else {
-            format!("http://{addr}{path}?{query}")
+            format!("{scheme}://{addr}{path}?{query}")
         };
         let mut builder = Request::get(&uri);
         if let Some(t) = &self.token {
@@ -668,7 +696,7 @@ mod tests {
             stall_ceiling_ms: 2500,
             ..Timeouts::default()
         };
-        let client = PeerClient::new(timeouts, 4, None, Arc::new(Metrics::default()));
+        let client = PeerClient::new(timeouts, 4, None, None, Arc::new(Metrics::default()));
         // A peer heard from before (as after the roster pull when joining):
         // one never heard from gets the ceilings.
         client.observe(peer, Duration::from_millis(1));
@@ -705,7 +733,7 @@ mod tests {
             breaker_cooldown_ms: 20,
             ..Timeouts::default()
         };
-        let client = PeerClient::new(timeouts, 4, None, Arc::new(Metrics::default()));
+        let client = PeerClient::new(timeouts, 4, None, None, Arc::new(Metrics::default()));
         let addr = empty_peer().await;
         let st = client.shared.state(addr);
         client.record(addr, &st, Err(&PeerError::Status(500)));

@@ -72,3 +72,7 @@ pub const KUBE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The longest an open breaker waits before its next half-open probe
 /// (its wait doubles from `Timeouts::breaker_cooldown_ms` up to this).
 pub const BREAKER_MAX_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// How often the peer TLS files are checked for a change (a rotated
+/// certificate is in use within this).
+pub const TLS_RELOAD: Duration = Duration::from_secs(2);

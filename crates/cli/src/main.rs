@@ -140,6 +140,20 @@ struct AgentArgs {
         env = "SHOAL_REGISTRY_CREDENTIALS"
     )]
     registry_credentials: Option<PathBuf>,
+    /// Mutual TLS between peers: the cluster CA's PEM bundle (with
+    /// --tls-cert-file and --tls-key-file).
+    #[arg(id = "tls.ca_file", long = "tls-ca-file", env = "SHOAL_TLS_CA_FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// This node's certificate chain (PEM) for peer TLS.
+    #[arg(
+        id = "tls.cert_file",
+        long = "tls-cert-file",
+        env = "SHOAL_TLS_CERT_FILE"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM) for peer TLS.
+    #[arg(id = "tls.key_file", long = "tls-key-file", env = "SHOAL_TLS_KEY_FILE")]
+    tls_key_file: Option<PathBuf>,
     /// Serve every local mirror client whatever the registry would let it
     /// read: for single-tenant nodes only (see docs/architecture.md).
     #[arg(

@@ -1,7 +1,8 @@
 //! Gossip membership with real agents on loopback: every node learns of
 //! a killed peer within the detection bound, and of a peer that leaves at
 //! once; the leaving peer finishes the transfer it was serving first; a
-//! restarted one is taken back and owns its stripes again.
+//! restarted one is taken back and owns its stripes again; gossip not
+//! sealed with the cluster token's key is ignored.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -137,6 +138,58 @@ fn a_leaving_agent_is_dropped_at_once_finishes_its_transfers_and_returns_as_owne
             cluster.holders(&key).contains(&6),
             "stripe {i} is owned by n6 but n6 does not hold it: {:?}",
             cluster.holders(&key)
+        );
+    }
+}
+
+/// Gossip packets are sealed with a key derived from the cluster token.
+/// A gossip node without it (an in-process gossip task on plain UDP)
+/// announces itself to n0 as a joining member would, and is never taken
+/// in by anyone.
+#[test]
+fn gossip_without_the_cluster_key_is_ignored() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = Cluster::gossiping(3, &[]);
+    converge(&cluster, 3);
+    let status = cluster.agents[0].status().unwrap();
+    let n0 = status.members.iter().find(|m| m.name == "n0").unwrap();
+    let via = shoal_membership::Peer {
+        name: n0.name.clone(),
+        data: n0.addr,
+        gossip: n0.addr,
+        labels: n0.labels.clone(),
+        generation: n0.generation,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let transport = shoal_membership::transport::udp(addr, 1400, None)
+            .await
+            .unwrap();
+        let me = shoal_membership::Peer {
+            name: "outsider".into(),
+            data: addr,
+            gossip: addr,
+            labels: Vec::new(),
+            generation: 1,
+        };
+        let config = shoal_membership::GossipConfig::default();
+        let g = shoal_membership::Gossip::spawn(me, &config, transport, 7).unwrap();
+        g.join(Vec::new(), via).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    });
+    for a in &cluster.agents {
+        let names: Vec<String> = a
+            .status()
+            .unwrap()
+            .members
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "outsider"),
+            "{}: {names:?}",
+            a.name
         );
     }
 }

@@ -31,8 +31,50 @@ pub struct Transport {
 /// Packets queued per direction before new ones are dropped.
 const QUEUE: usize = 1024;
 
+/// Bytes of the tag a sealed packet ends with.
+pub const TAG: usize = 16;
+
+/// The key gossip packets are sealed with, from the cluster token.
+pub fn gossip_key(token: &str) -> [u8; 32] {
+    blake3::derive_key(
+        "shoal 2026-12 gossip packet authentication",
+        token.as_bytes(),
+    )
+}
+
+fn tag(key: &[u8; 32], data: &[u8]) -> [u8; TAG] {
+    let mut t = [0u8; TAG];
+    t.copy_from_slice(&blake3::keyed_hash(key, data).as_bytes()[..TAG]);
+    t
+}
+
+/// `data` followed by its tag under `key`.
+pub fn seal(key: &[u8; 32], data: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + TAG);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&tag(key, data));
+    out.into()
+}
+
+/// The packet without its tag, if the tag is right (compared in
+/// constant time); `None` for a packet not sealed with `key`.
+pub fn open<'a>(key: &[u8; 32], packet: &'a [u8]) -> Option<&'a [u8]> {
+    let split = packet.len().checked_sub(TAG)?;
+    let (data, got) = packet.split_at(split);
+    let want = tag(key, data);
+    let diff = got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    (diff == 0).then_some(data)
+}
+
 /// Binds UDP on `addr` and runs its receive and send loops as tasks.
-pub async fn udp(addr: SocketAddr, max_packet: usize) -> std::io::Result<Transport> {
+/// With `key` (see [`gossip_key`]) every packet sent is sealed, and a
+/// packet received that is not sealed with the same key is dropped, so
+/// only holders of the cluster token take part in gossip.
+pub async fn udp(
+    addr: SocketAddr,
+    max_packet: usize,
+    key: Option<[u8; 32]>,
+) -> std::io::Result<Transport> {
     let socket = Arc::new(UdpSocket::bind(addr).await?);
     let (in_tx, inbound) = mpsc::channel(QUEUE);
     let (outbound, mut out_rx) = mpsc::channel::<Outgoing>(QUEUE);
@@ -40,11 +82,21 @@ pub async fn udp(addr: SocketAddr, max_packet: usize) -> std::io::Result<Transpo
     tokio::spawn(async move {
         // One byte more than the limit, so an oversize packet is seen as
         // such (foca refuses it) instead of silently truncated.
-        let mut buf = vec![0u8; max_packet + 1];
+        let mut buf = vec![0u8; max_packet + TAG + 1];
         loop {
             match rx.recv_from(&mut buf).await {
-                Ok((n, _)) => {
-                    if in_tx.try_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                Ok((n, from)) => {
+                    let packet = match &key {
+                        None => &buf[..n],
+                        Some(k) => match open(k, &buf[..n]) {
+                            Some(p) => p,
+                            None => {
+                                tracing::debug!(%from, "gossip packet without a valid seal; dropped");
+                                continue;
+                            }
+                        },
+                    };
+                    if in_tx.try_send(Bytes::copy_from_slice(packet)).is_err() {
                         if in_tx.is_closed() {
                             return;
                         }
@@ -61,6 +113,10 @@ pub async fn udp(addr: SocketAddr, max_packet: usize) -> std::io::Result<Transpo
         while let Some(out) = out_rx.recv().await {
             match out {
                 Outgoing::Packet(to, data) => {
+                    let data = match &key {
+                        Some(k) => seal(k, &data),
+                        None => data,
+                    };
                     if let Err(e) = socket.send_to(&data, to).await {
                         tracing::debug!(%to, "gossip send: {e}");
                     }
@@ -158,5 +214,23 @@ impl MemoryNet {
                 let _ = target.try_send(data);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    #[test]
+    fn only_packets_sealed_with_the_key_open() {
+        let key = gossip_key("cluster-token");
+        let sealed = seal(&key, b"ping");
+        assert_eq!(open(&key, &sealed), Some(&b"ping"[..]));
+        assert_eq!(open(&gossip_key("another-token"), &sealed), None);
+        let mut flipped = sealed.to_vec();
+        flipped[1] ^= 1;
+        assert_eq!(open(&key, &flipped), None, "a changed byte");
+        assert_eq!(open(&key, b"ping"), None, "no seal");
+        assert_eq!(open(&key, &sealed[..TAG - 1]), None, "shorter than a tag");
     }
 }

@@ -38,6 +38,8 @@ async fn handle(State(p): State<Peers>) -> Response {
 pub struct Client {
     http: reqwest::Client,
     token: Option<String>,
+    /// `https` with peer TLS, else `http`.
+    scheme: &'static str,
     /// Told the round trip of each pull, so the first stripe requests of
     /// a new node already have timeouts sized for this network.
     peers: PeerClient,
@@ -46,9 +48,25 @@ pub struct Client {
 impl Client {
     /// A roster client presenting `token`, reporting round trips to
     /// `peers`.
-    pub fn new(token: Option<String>, peers: PeerClient) -> Result<Client, reqwest::Error> {
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        Ok(Client { http, token, peers })
+    pub fn new(
+        token: Option<String>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        peers: PeerClient,
+    ) -> Result<Client, reqwest::Error> {
+        let mut http = reqwest::Client::builder().no_proxy();
+        let scheme = match tls {
+            Some(config) => {
+                http = http.use_preconfigured_tls((*config).clone());
+                "https"
+            }
+            None => "http",
+        };
+        Ok(Client {
+            http: http.build()?,
+            token,
+            scheme,
+            peers,
+        })
     }
 }
 
@@ -57,7 +75,7 @@ impl shoal_membership::RosterSource for Client {
         Box::pin(async move {
             let mut req = self
                 .http
-                .get(format!("http://{addr}{PATH}"))
+                .get(format!("{}://{addr}{PATH}", self.scheme))
                 .timeout(crate::timing::ROSTER);
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);

@@ -281,6 +281,25 @@ fn shoal() -> &'static str {
 }
 
 impl Agent {
+    /// Starts `shoal get url` through this agent, writing beside its data
+    /// directory: the process and the output file (its stderr is the
+    /// same path with `.err`).
+    pub fn spawn_get(&self, url: &str, digest: Option<&str>) -> (Child, PathBuf) {
+        let out = self
+            .data
+            .with_file_name(format!("get-{}-{}.out", self.name, free_port()));
+        let err = fs::File::create(out.with_extension("err")).unwrap();
+        let mut cmd = Command::new(shoal());
+        cmd.args(["get", url, "--agent", &self.api_url(), "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(err);
+        if let Some(d) = digest {
+            cmd.args(["--digest", d]);
+        }
+        (cmd.spawn().unwrap(), out)
+    }
+
     /// Where this agent's OCI mirror port listens (from its arguments).
     pub fn mirror_addr(&self) -> SocketAddr {
         let i = self
@@ -478,44 +497,70 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
 /// (`srv.pem`, `srv.key`).
 pub fn private_ca(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=shoal test CA"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    mint_ca(dir, "ca");
+    mint_leaf(dir, "ca", "srv", "127.0.0.1", "IP:127.0.0.1", "serverAuth");
+}
+
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+/// A self-signed CA in `dir`: `<name>.pem` and `<name>.key`.
+pub fn mint_ca(dir: &Path, name: &str) {
+    let (key, pem, subj) = (
+        format!("{name}.key"),
+        format!("{name}.pem"),
+        format!("/CN=shoal test {name}"),
+    );
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", &subj];
+    ca.extend(EC);
+    ca.extend(["-keyout", &key, "-out", &pem]);
     openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "srv.key", "-out", "srv.csr"]);
-    openssl(dir, &csr);
+}
+
+/// A certificate with common name `cn`, subject alternative names `san`
+/// (`IP:…`, `DNS:…`) and extended key usage `usage`, signed by the CA
+/// `ca` (see [`mint_ca`]): `<name>.pem` and `<name>.key` in `dir`.
+pub fn mint_leaf(dir: &Path, ca: &str, name: &str, cn: &str, san: &str, usage: &str) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let subj = format!("/CN={cn}");
+    let mut req = vec!["req", "-subj", &subj];
+    req.extend(EC);
+    req.extend(["-keyout", &key, "-out", &csr]);
+    openssl(dir, &req);
+    let ext = format!("{name}.cnf");
     fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        dir.join(&ext),
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
     )
     .unwrap();
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "srv.csr",
+            &csr,
             "-CA",
-            "ca.pem",
+            &ca_pem,
             "-CAkey",
-            "ca.key",
+            &ca_key,
             "-CAcreateserial",
             "-days",
             "2",
             "-extfile",
-            "ext.cnf",
+            &ext,
             "-out",
-            "srv.pem",
+            &pem,
         ],
     );
 }
@@ -669,17 +714,7 @@ impl Cluster {
 
     /// Starts `shoal get` of `url` through agent `i` into a file.
     pub fn spawn_get(&self, i: usize, url: &str, digest: Option<&str>) -> (Child, PathBuf) {
-        let out = self.dir.path().join(format!("get-{i}-{}.out", free_port()));
-        let err = fs::File::create(out.with_extension("err")).unwrap();
-        let mut cmd = Command::new(shoal());
-        cmd.args(["get", url, "--agent", &self.agents[i].api_url(), "-o"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(err);
-        if let Some(d) = digest {
-            cmd.args(["--digest", d]);
-        }
-        (cmd.spawn().unwrap(), out)
+        self.agents[i].spawn_get(url, digest)
     }
 }
 
