@@ -5,8 +5,10 @@
 //! `cargo bench -p shoal --bench data_plane` runs it at full size (64 MiB
 //! stripes, a 1.5 GiB object; about two minutes on two cores).
 //! Name `forwarding` (1 to 3) or `stripe-size` (4) after `--` to run only
-//! those. `cargo test --benches` runs it once at toy sizes, so a broken
-//! benchmark fails the test command rather than whoever runs it next.
+//! those; `--tls` runs the agents with mutual TLS between peers (the
+//! benchmark's client presents a certificate of the same CA). `cargo test
+//! --benches` runs it once at toy sizes, so a broken benchmark fails the
+//! test command rather than whoever runs it next.
 //!
 //! 1. A stripe served from one agent's store against nginx serving the same
 //!    bytes, one stream each: throughput ratio.
@@ -29,6 +31,45 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
+
+/// `https` when the run is with peer TLS (`--tls`), else `http`.
+static SCHEME: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
+
+/// With `--tls`: a CA and one certificate for every agent and for the
+/// benchmark's own client, the agents' TLS arguments, and that client.
+fn with_tls(dir: &std::path::Path) -> (Vec<String>, reqwest::Client) {
+    mint_ca(dir, "ca");
+    mint_leaf(
+        dir,
+        "ca",
+        "node",
+        "node",
+        "DNS:node.shoal.test",
+        "serverAuth,clientAuth",
+    );
+    let file = |f: &str| dir.join(f);
+    let args = [
+        ("--tls-ca-file", "ca.pem"),
+        ("--tls-cert-file", "node.pem"),
+        ("--tls-key-file", "node.key"),
+    ]
+    .iter()
+    .flat_map(|(flag, f)| [flag.to_string(), file(f).display().to_string()])
+    .collect();
+    let tls = shoal_agent::tls::PeerTls::new(shoal_agent::tls::TlsFiles {
+        ca: file("ca.pem"),
+        cert: file("node.pem"),
+        key: file("node.key"),
+    })
+    .unwrap();
+    let config = (*tls.client_config().unwrap()).clone();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap();
+    (args, client)
+}
 
 /// Sizes for a full run or a smoke run.
 struct Sizes {
@@ -94,7 +135,8 @@ fn stripe_request(object: &ObjectSpec, ss: u64, index: u64, path: Vec<NodeId>) -
 /// Reads one stripe over the peer protocol, decoding frames as a peer
 /// does; the first byte is the first DATA frame.
 async fn peer_fetch(client: &reqwest::Client, addr: SocketAddr, req: &StripeRequest) -> Sample {
-    let url = format!("http://{addr}{STRIPE_PATH}?{}", req.to_query());
+    let scheme = SCHEME.get().copied().unwrap_or("http");
+    let url = format!("{scheme}://{addr}{STRIPE_PATH}?{}", req.to_query());
     let start = Instant::now();
     let mut resp = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
@@ -178,11 +220,20 @@ fn main() {
     let sizes = if full { FULL } else { SMOKE };
     shoal_agent::install_crypto_provider();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let tls = std::env::args().any(|a| a == "--tls");
+    let (tls_args, client) = if tls {
+        let _ = SCHEME.set("https");
+        with_tls(pki.path())
+    } else {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        (Vec::new(), client)
+    };
 
     println!(
-        "shoal data-plane benchmark ({} run)",
-        if full { "full" } else { "smoke" }
+        "shoal data-plane benchmark ({} run{})",
+        if full { "full" } else { "smoke" },
+        if tls { ", peers over mutual TLS" } else { "" }
     );
     // `cargo bench --bench data_plane -- forwarding` runs only benchmarks
     // 1 to 3; `-- stripe-size` only benchmark 4.
@@ -192,7 +243,7 @@ fn main() {
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     if wanted("forwarding") {
-        forwarding(&rt, &client, &sizes);
+        forwarding(&rt, &client, &sizes, &tls_args);
     }
     if wanted("stripe-size") {
         stripe_sizes(&sizes);
@@ -200,24 +251,23 @@ fn main() {
 }
 
 /// Benchmarks 1 to 3: four agents, stripes warmed on n2 only.
-fn forwarding(rt: &tokio::runtime::Runtime, client: &reqwest::Client, s: &Sizes) {
+fn forwarding(rt: &tokio::runtime::Runtime, client: &reqwest::Client, s: &Sizes, tls: &[String]) {
     let ss = s.stripe;
     let stripes = 2 * s.trials as u64 + s.relayed as u64;
     let nginx = Nginx::start();
     let url = nginx.put("bench.bin", &random_bytes((stripes * ss) as usize, 11));
     let budget = format!("{}MiB", 2 * stripes * ss / MIB + 64);
     let ss_arg = format!("{}KiB", ss / 1024);
-    let cluster = Cluster::new(
-        4,
-        &[
-            "--stripe-size",
-            &ss_arg,
-            "--store-budget",
-            &budget,
-            "--min-copies",
-            "1",
-        ],
-    );
+    let mut args = vec![
+        "--stripe-size",
+        &ss_arg,
+        "--store-budget",
+        &budget,
+        "--min-copies",
+        "1",
+    ];
+    args.extend(tls.iter().map(String::as_str));
+    let cluster = Cluster::new(4, &args);
     let addr = |i: usize| cluster.agents[i].peer_addr();
     let object = ObjectSpec {
         url: url.clone(),
