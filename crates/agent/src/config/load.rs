@@ -102,6 +102,19 @@ impl AgentConfig {
     pub fn from_file(path: &Path) -> Result<AgentConfig, ConfigError> {
         AgentConfig::load(Some(path), Table::new())
     }
+
+    /// The settings in a file's text (over the defaults), as
+    /// [`AgentConfig::from_file`] reads them, for input that is not in a
+    /// file (the fuzz target).
+    pub fn from_text(text: &str) -> Result<AgentConfig, ConfigError> {
+        let parsed: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: "settings text".into(),
+                message: e.to_string(),
+            })?;
+        AgentConfig::load(None, parsed)
+    }
 }
 
 impl Default for AgentConfig {
