@@ -84,7 +84,11 @@ pub async fn serve(
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refused.inc();
-            tokio::spawn(refuse(tcp));
+            // A TLS client would read a plain answer as a protocol
+            // error: it is only closed.
+            if hygiene.tls.is_none() {
+                tokio::spawn(refuse(tcp));
+            }
             continue;
         };
         let open = open.clone();

@@ -101,7 +101,23 @@ pub async fn open_object(
     if let Some(d) = &digest {
         check_digest(d)?;
     }
-    let meta = node.origin.head(url).await?;
+    // A mirrored registry's content read through the API: only what the
+    // registry serves to anyone, unless local clients are trusted (the
+    // mirror port checks a client's credentials; this port takes none).
+    let meta = if node.origin.registries().owns(url) && !node.cfg.mirror.trust_local_clients {
+        let anyone = crate::origin::registries::Identity::Anonymous;
+        match node.origin.head_as(url, anyone).await {
+            Err(OriginError::Status(401 | 403)) => {
+                let why = "a private registry's content: read it through the mirror port, with credentials the registry accepts";
+                return Err(ObjectError::Origin(OriginError::Refused(
+                    crate::origin::allow::Refused(why.into()),
+                )));
+            }
+            other => other?,
+        }
+    } else {
+        node.origin.head(url).await?
+    };
     let spec = ObjectSpec {
         url: url.to_owned(),
         size: meta.size,

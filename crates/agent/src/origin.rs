@@ -13,7 +13,7 @@ use crate::proto::ObjectSpec;
 use allow::{OriginPolicy, Refused};
 use bytes::Bytes;
 use http::{StatusCode, header};
-use registries::Registries;
+use registries::{Identity, Registries};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -148,7 +148,10 @@ impl Origin {
         ca_file: Option<&Path>,
     ) -> Result<Self, OriginError> {
         crate::install_crypto_provider();
+        // No proxy from the environment: a proxy would resolve names
+        // itself, past the address rules.
         let mut builder = reqwest::Client::builder()
+            .no_proxy()
             .dns_resolver(guard::GuardedResolver::new(policy.clone()))
             .redirect(guard::redirect_policy(policy.clone()))
             .connect_timeout(crate::timing::ORIGIN_CONNECT)
@@ -213,12 +216,17 @@ impl Origin {
 
     /// The object's size and validator.
     pub async fn head(&self, url: &str) -> Result<ObjectMeta, OriginError> {
+        self.head_as(url, Identity::Node).await
+    }
+
+    /// [`Origin::head`] with the credentials of `who` (for a registry URL).
+    pub async fn head_as(&self, url: &str, who: Identity<'_>) -> Result<ObjectMeta, OriginError> {
         self.admit(url)?;
         let _permit = self.permit().await?;
         self.metrics.origin_requests.inc();
         let resp = self
             .registries
-            .send(&self.client, url, || self.client.head(url))
+            .send_as(&self.client, url, who, || self.client.head(url))
             .await
             .inspect_err(|e| self.count_refusal(e))?;
         if !resp.status().is_success() {

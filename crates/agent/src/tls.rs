@@ -195,6 +195,11 @@ impl PeerTls {
             .map_err(|e| TlsError(e.to_string()))?
             .with_client_cert_verifier(Arc::new(Clients(self.clone())))
             .with_cert_resolver(self.clone());
+        // A resumed session would skip the client certificate's check:
+        // after a rotation or expiry it must not keep a peer in.
+        let mut config = config;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(Arc::new(config))
     }
 
@@ -207,6 +212,8 @@ impl PeerTls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Servers(self.clone())))
             .with_client_cert_resolver(self.clone());
+        let mut config = config;
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 }

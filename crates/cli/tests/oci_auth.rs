@@ -352,6 +352,17 @@ fn private_content_goes_only_to_clients_the_registry_accepts() {
         assert_eq!(r.status, 403, "{path} with a wrong password");
         assert_eq!(r.error_code(), "DENIED");
     }
+    // The local API takes no credentials: a private registry URL there
+    // is refused too, though the agent holds the bytes and credentials.
+    let (blob, _) = &image.blobs[0];
+    let url = format!("http://{}/v2/{name}/blobs/{blob}", registry.host());
+    let enc = url.replace(':', "%3A").replace('/', "%2F");
+    let (code, body) = http_get(
+        cluster.agents[1].api_addr(),
+        &format!("/v1/object?url={enc}"),
+    )
+    .unwrap();
+    assert_eq!(code, 403, "{body}");
     pull_all(m, &ns, name, "v1", &image);
     for (digest, size) in &image.blobs {
         assert_eq!(

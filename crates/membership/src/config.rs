@@ -68,8 +68,9 @@ impl Default for GossipConfig {
     }
 }
 
-/// The largest UDP payload over IPv4.
-const MAX_DATAGRAM: usize = 65_507;
+/// The largest UDP payload over IPv4, less the seal's tag
+/// (`transport::TAG`) that a keyed transport adds.
+const MAX_DATAGRAM: usize = 65_507 - crate::transport::TAG;
 
 /// Why a gossip configuration cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -104,7 +105,7 @@ impl GossipConfig {
         let nz = |v: usize, what| NonZeroUsize::new(v).ok_or(ConfigError::Invalid(what));
         if !(512..=MAX_DATAGRAM).contains(&self.max_packet) {
             return Err(ConfigError::Invalid(
-                "max_packet must be between 512 and 65507 (one UDP datagram)",
+                "max_packet must be between 512 and 65491 (one UDP datagram, less the 16-byte seal)",
             ));
         }
         // Each update rides on about 4·log10(n + 1) packets, as memberlist

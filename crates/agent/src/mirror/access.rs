@@ -122,8 +122,9 @@ impl Access {
     ) -> Result<(Granted, AccessResult), OciError> {
         match self.verdict(origin, url, None).await? {
             Verdict::Allowed(size) => return Ok((size, AccessResult::Anonymous)),
-            Verdict::Missing => return Err(missing()),
-            Verdict::Refused => {}
+            // Some registries hide private repositories with a 404.
+            Verdict::Missing if authorization.is_none() => return Err(missing()),
+            Verdict::Missing | Verdict::Refused => {}
         }
         let Some(cred) = authorization.and_then(Credential::from_basic) else {
             return Err(OciError::new(

@@ -253,11 +253,23 @@ impl OriginPolicy {
         })
     }
 
-    fn listed(&self, url: &Url) -> bool {
-        self.allow
-            .iter()
-            .chain(&self.registries)
-            .any(|p| p.matches(url))
+    /// Whether an entry lists `url`; refused if only a wildcard does
+    /// while the host is named exactly elsewhere (naming a host lifts the
+    /// address rules for it, so only its exact entries may reach it).
+    fn listed(&self, url: &Url) -> Result<bool, Refused> {
+        let entries = || self.allow.iter().chain(&self.registries);
+        if !entries().any(|p| p.matches(url)) {
+            return Ok(false);
+        }
+        let host = url.host_str().unwrap_or("");
+        let exact = entries().any(|p| p.exact_host().is_some() && p.matches(url));
+        if self.names_host(host) && !exact {
+            return Err(Refused(format!(
+                "{} is allowed only by a wildcard, and its host is named exactly elsewhere",
+                origin_of(url)
+            )));
+        }
+        Ok(true)
     }
 
     /// Whether the operator named `host` exactly (a pattern or a
@@ -285,7 +297,7 @@ impl OriginPolicy {
     /// address is allowed; a name's addresses are checked when resolved.
     pub fn admit(&self, url: &str) -> Result<Url, Refused> {
         let parsed = Url::parse(url).map_err(|e| Refused(format!("bad URL: {e}")))?;
-        if self.listed(&parsed) {
+        if self.listed(&parsed)? {
             return Ok(parsed);
         }
         let origin = origin_of(&parsed);
@@ -307,7 +319,7 @@ impl OriginPolicy {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refused(format!("a redirect to a {} URL", url.scheme())));
         }
-        if self.listed(url) {
+        if self.listed(url)? {
             return Ok(());
         }
         let origin = origin_of(url);
@@ -481,5 +493,31 @@ mod tests {
         assert!(p.follow(&url("file:///etc/passwd")).is_err());
         assert!(p.names_host("localhost") && p.names_host("127.0.0.1"));
         assert!(!p.names_host("a.example.com"));
+    }
+
+    /// A host named exactly (here a registry) is exempt from the address
+    /// rules, so a wildcard that also covers it must not reach it on
+    /// other ports.
+    #[test]
+    fn a_wildcard_does_not_reach_a_host_named_exactly_elsewhere() {
+        let p = OriginPolicy::new(
+            &["*.corp.internal".into()],
+            &["http://registry.corp.internal:5000".into()],
+            &[],
+        )
+        .unwrap();
+        assert!(p.admit("http://files.corp.internal/a").is_ok());
+        assert!(
+            p.admit("http://registry.corp.internal:5000/v2/x/blobs/sha256:00")
+                .is_ok()
+        );
+        let e = p
+            .admit("http://registry.corp.internal:7421/v1/status")
+            .unwrap_err();
+        assert!(e.to_string().contains("named exactly elsewhere"), "{e}");
+        assert!(
+            p.follow(&url("http://registry.corp.internal:7421/"))
+                .is_err()
+        );
     }
 }

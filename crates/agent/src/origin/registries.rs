@@ -65,6 +65,9 @@ pub enum UpstreamError {
     },
 }
 
+/// Tokens kept at once; past it, expired ones go, then all of them.
+const MAX_TOKENS: usize = 4096;
+
 /// Authorization by (registry host, scope), with when it expires; Basic
 /// is kept under an empty scope.
 type AuthCache = HashMap<(String, String), (Auth, Option<Instant>)>;
@@ -134,6 +137,11 @@ impl Registries {
         }
     }
 
+    /// Whether `url` is under a mirrored registry's `/v2/`.
+    pub fn owns(&self, url: &str) -> bool {
+        self.owner_of(url).is_some()
+    }
+
     /// The registry a URL belongs to, and the repository scope its path
     /// needs (`repository:<name>:pull`).
     fn owner_of(&self, url: &str) -> Option<(&Upstream, Option<String>)> {
@@ -187,9 +195,9 @@ impl Registries {
         self.send_as(client, url, Identity::Node, make).await
     }
 
-    /// [`Registries::send`] with the credentials of `who`. Only the
-    /// node's tokens are cached; a client's or an anonymous request
-    /// answers its challenge afresh (the caller caches its verdict).
+    /// [`Registries::send`] with the credentials of `who`. The node's
+    /// and anonymous tokens are cached apart; a client's request answers
+    /// its challenge afresh (the caller caches its verdict).
     pub async fn send_as(
         &self,
         client: &reqwest::Client,
@@ -264,10 +272,16 @@ impl Registries {
     }
 
     fn remember(&self, host: &str, scope: &str, auth: Auth, until: Option<Instant>) {
-        self.auth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((host.to_owned(), scope.to_owned()), (auth, until));
+        let mut map = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        // Scopes name repositories a client chose: keep the map bounded.
+        if map.len() >= MAX_TOKENS {
+            let now = Instant::now();
+            map.retain(|_, (_, until)| until.is_none_or(|u| u > now));
+            if map.len() >= MAX_TOKENS {
+                map.clear();
+            }
+        }
+        map.insert((host.to_owned(), scope.to_owned()), (auth, until));
     }
 
     /// A token from the registry's token endpoint, asked with `cred` (or
@@ -299,10 +313,16 @@ impl Registries {
                 }
                 other => other,
             })?;
-        if !resp.status().is_success() {
-            // 401 or 403 from the token endpoint: the credentials were
-            // refused (or are missing); the caller sees the registry's 401.
-            return Err(OriginError::Status(StatusCode::UNAUTHORIZED.as_u16()));
+        match resp.status() {
+            s if s.is_success() => {}
+            // The credentials were refused (or are missing): the caller
+            // sees the registry's 401.
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(OriginError::Status(StatusCode::UNAUTHORIZED.as_u16()));
+            }
+            // Rate limited or failing: retrying may help, and it says
+            // nothing about the credentials.
+            s => return Err(OriginError::Status(s.as_u16())),
         }
         let t: TokenResponse = resp
             .json()
