@@ -329,11 +329,17 @@ fn origins_are_allow_listed_for_clients_and_peers() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (port, api) = (free_port(), free_port());
+    // A forbidden target with a listener of its own: its log must stay
+    // empty.
+    let target = Nginx::start();
+    let t = target.port;
     let nginx = Nginx::start_with(
         LOOPBACK,
         &format!(
             "location = /public/to-api {{ return 302 http://127.0.0.1:{api}/v1/status; }}\n\
              location = /public/to-localhost {{ return 302 http://localhost:{api}/v1/status; }}\n\
+             location = /public/to-target {{ return 302 http://127.0.0.1:{t}/secret; }}\n\
+             location = /public/to-target-by-name {{ return 302 http://localhost:{t}/secret; }}\n\
              location = /public/to-metadata {{ return 302 http://169.254.169.254/latest/meta-data/; }}"
         ),
     );
@@ -372,6 +378,9 @@ fn origins_are_allow_listed_for_clients_and_peers() {
         (own_api.clone(), "matches no"),
         (format!("{public}to-api"), "is a loopback address"),
         (format!("{public}to-localhost"), "resolves to"),
+        (format!("{public}to-target"), "is a loopback address"),
+        (format!("{public}to-target-by-name"), "resolves to"),
+        (format!("http://127.0.0.1:{t}/secret"), "matches no"),
         (format!("{public}to-metadata"), "link-local"),
     ];
     for (url, why) in &refused {
@@ -383,6 +392,11 @@ fn origins_are_allow_listed_for_clients_and_peers() {
             "{url} leaked the status: {body}"
         );
     }
+    assert!(
+        target.log().is_empty(),
+        "a request reached the forbidden target: {:?}",
+        target.log()
+    );
     let served: Vec<String> = nginx.log().into_iter().map(|r| r.1).collect();
     assert!(
         served.iter().all(|u| u.starts_with("/public/")),

@@ -312,6 +312,47 @@ fn private_content_goes_only_to_clients_the_registry_accepts() {
         user: USER.into(),
         password: PASSWORD.into(),
     });
+    private_content_checks(&registry);
+}
+
+/// The same against token auth with two repositories: `public/app`,
+/// which the issuer grants to anyone, goes to a client without
+/// credentials from the mesh; `team/private` only as above.
+#[test]
+fn a_token_registry_serves_public_content_to_anyone_and_private_only_to_its_users() {
+    let issuer = TokenIssuer::start(USER, PASSWORD);
+    let registry = Registry::start_with(Auth::Token {
+        realm: issuer.realm(),
+        service: tokens::SERVICE.into(),
+        issuer: tokens::ISSUER.into(),
+        bundle: issuer.bundle(),
+    });
+    let layout = tempfile::tempdir().unwrap();
+    let public = build_image(layout.path(), "v1", &[2 * MIB, 1000], 38);
+    let creds = format!("{USER}:{PASSWORD}");
+    registry.push_with_creds(layout.path(), "public/app", "v1", Some(&creds));
+    let (_creds_dir, file) = alice_for(&registry.host());
+    let ns = registry.ns();
+    let cluster = registry.mirrors(2, "1MiB", &["--registry-credentials", &file]);
+    for a in &cluster.agents {
+        pull_all_with(a.mirror_addr(), &ns, "public/app", "v1", &public, &[]);
+    }
+    for (digest, size) in &public.blobs {
+        assert_eq!(
+            registry.blob_bytes(digest),
+            *size,
+            "{digest} left the registry once"
+        );
+    }
+    private_content_checks(&registry);
+}
+
+/// Pushes a private image, pulls it through one agent as the user, then
+/// checks another agent (whose mesh holds it) refuses it without
+/// credentials (401 with a Basic challenge) and with wrong ones (403),
+/// serves it with the right ones from the mesh, counts each, and logs
+/// no password.
+fn private_content_checks(registry: &Registry) {
     let layout = tempfile::tempdir().unwrap();
     let image = build_image(layout.path(), "v1", &[3 * MIB, 200_000], 35);
     let name = "team/private";

@@ -297,13 +297,27 @@ fn json(status: StatusCode, body: &serde_json::Value, challenge: Option<&str>) -
 
 /// `GET /token?service=..&scope=..&scope=..&account=..` with Basic
 /// credentials: the Docker token flow (what skopeo, the agent and
-/// containerd without credentials use).
+/// containerd without credentials use). Without credentials it grants
+/// pulls of `public/...` repositories only.
 async fn get_token(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    if !s.authorized(&headers) {
+    let scopes: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+    // Anyone may pull the repositories under `public/`.
+    let public = !scopes.is_empty()
+        && scopes.iter().flat_map(|x| x.split(' ')).all(|x| {
+            x.strip_prefix("repository:public/")
+                .is_some_and(|rest| rest.ends_with(":pull"))
+        });
+    let anonymous = !headers.contains_key(header::AUTHORIZATION);
+    let granted = s.authorized(&headers) || (anonymous && public);
+    if !granted {
         return json(
             StatusCode::UNAUTHORIZED,
             &serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": "wrong or missing credentials"}]}),
@@ -317,11 +331,6 @@ async fn get_token(
             None,
         );
     }
-    let scopes: Vec<String> = params
-        .into_iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v)
-        .collect();
     let now = unix_now();
     let token = s.mint(&scopes, now);
     s.scopes.lock().unwrap_or_else(|p| p.into_inner()).extend(
