@@ -172,8 +172,9 @@ fn an_htpasswd_registry_is_mirrored_with_credentials_and_refused_without() {
     );
 }
 
-#[test]
-fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
+/// A real token issuer for the test user, and docker-registry behind
+/// token auth from it.
+fn token_registry() -> (TokenIssuer, Registry) {
     let issuer = TokenIssuer::start(USER, PASSWORD);
     let registry = Registry::start_with(Auth::Token {
         realm: issuer.realm(),
@@ -181,6 +182,12 @@ fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
         issuer: tokens::ISSUER.into(),
         bundle: issuer.bundle(),
     });
+    (issuer, registry)
+}
+
+#[test]
+fn a_token_registry_is_mirrored_with_one_token_per_agent_not_per_request() {
+    let (issuer, registry) = token_registry();
     let name = "team/sealed";
     let creds_arg = format!("{USER}:{PASSWORD}");
     let layout = tempfile::tempdir().unwrap();
@@ -320,13 +327,7 @@ fn private_content_goes_only_to_clients_the_registry_accepts() {
 /// credentials from the mesh; `team/private` only as above.
 #[test]
 fn a_token_registry_serves_public_content_to_anyone_and_private_only_to_its_users() {
-    let issuer = TokenIssuer::start(USER, PASSWORD);
-    let registry = Registry::start_with(Auth::Token {
-        realm: issuer.realm(),
-        service: tokens::SERVICE.into(),
-        issuer: tokens::ISSUER.into(),
-        bundle: issuer.bundle(),
-    });
+    let (_issuer, registry) = token_registry(); // the issuer lives to the end
     let layout = tempfile::tempdir().unwrap();
     let public = build_image(layout.path(), "v1", &[2 * MIB, 1000], 38);
     let creds = format!("{USER}:{PASSWORD}");
