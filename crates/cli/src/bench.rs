@@ -103,6 +103,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
 async fn cluster(a: ClusterArgs) -> Result<()> {
     preflight()?;
+    if let Some(warning) = memory_reporting() {
+        eprintln!("shoal bench cluster: warning: {warning}");
+    }
     let node_bound = matches!(a.shape, cluster::Shape::NodeBound);
     let pick = |v: Option<f64>, origin_bound: f64, node_bound_v: f64| {
         v.unwrap_or(if node_bound {
@@ -186,6 +189,29 @@ async fn cluster(a: ClusterArgs) -> Result<()> {
         .with_context(|| format!("writing {}", a.json.display()))?;
     eprintln!("JSON written to {}", a.json.display());
     Ok(())
+}
+
+/// Where Linux says how large a free block must be before it is handed
+/// back to the hypervisor (free page reporting, virtio-balloon).
+const PAGE_REPORTING_ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+/// A warning if this machine is a VM that hands freed memory back to its
+/// host. Every page the page cache then takes is faulted in by the host
+/// again, and on a machine whose cores are all busy (this benchmark) the
+/// agents' writes into their stores ran about ten times slower (6 GiB
+/// written at 228 MB/s instead of 2.2 GB/s), which made the benchmark
+/// measure the hypervisor. Orders above 10 turn reporting off.
+fn memory_reporting() -> Option<String> {
+    let order: u32 = std::fs::read_to_string(PAGE_REPORTING_ORDER)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (order <= 10).then(|| {
+        format!(
+            "this VM returns freed memory to its host (free page reporting, order {order}), which makes every new page-cache page costly and the figures slower than the network allows; `echo 11 > {PAGE_REPORTING_ORDER}` turns it off until reboot (see docs/benchmarks.md)"
+        )
+    })
 }
 
 /// Fails clearly unless this process is root and the tools are there.

@@ -3,7 +3,7 @@
 //! node at once, timed by processes inside the nodes' namespaces.
 
 use super::net::Testbed;
-use super::report::{Report, Row, Warm};
+use super::report::{Link, Report, Row, Warm};
 use super::scrape;
 use super::services::{self, Procs};
 use crate::demo::origin;
@@ -238,6 +238,7 @@ pub async fn run(s: &Settings) -> Result<Report> {
                 let k = if want_relays { 1 } else { 3 };
                 let before = origin_bytes(k);
                 let counted = scrape::totals(&client, &ips, API_PORT).await;
+                let links = link_bytes(&bed, &nodes);
                 let times = rollout(
                     &exe,
                     &ns,
@@ -255,6 +256,7 @@ pub async fn run(s: &Settings) -> Result<Report> {
                 let mut row = Row::new(name, &times, origin_bytes(k) - before, s.size, bound);
                 row.agents =
                     scrape::delta(&counted, &scrape::totals(&client, &ips, API_PORT).await);
+                row.links = links_since(&bed, &nodes, &links);
                 rows.push(row);
             }
             System::Warm => {
@@ -278,6 +280,7 @@ pub async fn run(s: &Settings) -> Result<Report> {
                     .map(|(_, &ip)| ip)
                     .collect();
                 let counted = scrape::totals(&client, &others, API_PORT).await;
+                let links = link_bytes(&bed, &nodes);
                 let kill = Some((victim, kill_after, &mut procs));
                 let times =
                     rollout(&exe, &ns, &nodes, |i| via_agent(i, 2), &digests[1], kill).await?;
@@ -294,6 +297,7 @@ pub async fn run(s: &Settings) -> Result<Report> {
                 ));
                 row.agents =
                     scrape::delta(&counted, &scrape::totals(&client, &others, API_PORT).await);
+                row.links = links_since(&bed, &nodes, &links);
                 rows.push(row);
                 // Back for what follows.
                 agents.start(&mut procs, victim..victim + 1, config(relays_on))?;
@@ -467,6 +471,23 @@ async fn push_blob(
 /// Every node in `who` fetches `url(node)` at once, inside its
 /// namespace; returns each one's seconds (`None` for the victim). With
 /// `kill`, that node's agent is killed after the given time.
+/// Each node's link counters, `(sent, received)`, as read now.
+fn link_bytes(bed: &Testbed, nodes: &[usize]) -> Vec<Option<(u64, u64)>> {
+    nodes
+        .iter()
+        .map(|i| bed.link_bytes(&format!("n{i}")))
+        .collect()
+}
+
+/// What each node's link carried since `before` (nodes whose counters
+/// could not be read are left out).
+fn links_since(bed: &Testbed, nodes: &[usize], before: &[Option<(u64, u64)>]) -> Vec<Link> {
+    let after = link_bytes(bed, nodes);
+    (before.iter().zip(&after))
+        .filter_map(|(b, a)| Some(Link::between((*b)?, (*a)?)))
+        .collect()
+}
+
 async fn rollout(
     exe: &Path,
     ns: &[String],

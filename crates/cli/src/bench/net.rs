@@ -161,6 +161,22 @@ impl Testbed {
         }
     }
 
+    /// Bytes host `name` (as given to [`Testbed::host_on`]) has sent and
+    /// received on its link so far, from the kernel's counters; `None` if
+    /// they cannot be read.
+    pub fn link_bytes(&self, name: &str) -> Option<(u64, u64)> {
+        let dev = format!("{}{name}v", self.prefix);
+        let stat = |which: &str| format!("/sys/class/net/{dev}/statistics/{which}_bytes");
+        let out = Command::new("ip")
+            .args(["netns", "exec", &format!("{}{name}", self.prefix), "cat"])
+            .args([stat("tx"), stat("rx")])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut n = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+        Some((n.next()??, n.next()??))
+    }
+
     fn hub(&self) -> String {
         format!("{}hub", self.prefix)
     }

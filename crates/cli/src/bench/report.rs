@@ -32,6 +32,40 @@ pub struct Row {
     /// baselines.
     #[serde(skip_serializing_if = "Totals::is_empty")]
     pub agents: Totals,
+    /// Bytes each node sent and received on its link during the run, from
+    /// the kernel's counters (all traffic: data, headers, gossip);
+    /// empty for the baselines. How evenly the nodes share the uploads is
+    /// what the node-bound shape measures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+}
+
+/// One node's link during a rollout.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Link {
+    /// Bytes sent.
+    pub sent: u64,
+    /// Bytes received.
+    pub received: u64,
+}
+
+impl Link {
+    /// What moved between two readings of `(sent, received)`.
+    pub fn between(before: (u64, u64), after: (u64, u64)) -> Link {
+        Link {
+            sent: after.0.saturating_sub(before.0),
+            received: after.1.saturating_sub(before.1),
+        }
+    }
+}
+
+/// `min / mean / max` of some byte counts, in MiB.
+fn spread(bytes: impl Iterator<Item = u64>) -> Option<(f64, f64, f64)> {
+    let mib: Vec<f64> = bytes.map(|b| b as f64 / f64::from(1u32 << 20)).collect();
+    let n = mib.len() as f64;
+    let min = mib.iter().copied().reduce(f64::min)?;
+    let max = mib.iter().copied().reduce(f64::max)?;
+    Some((min, mib.iter().sum::<f64>() / n, max))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -59,6 +93,7 @@ impl Row {
             p99_over_bound: p99 / bound,
             note: None,
             agents: Totals::new(),
+            links: Vec::new(),
         }
     }
 }
@@ -159,6 +194,14 @@ impl Report {
                     Some(format!("{} {v:.0}", kind.trim_end_matches("\"}")))
                 })
                 .collect();
+            let sent = spread(r.links.iter().map(|l| l.sent));
+            let received = spread(r.links.iter().map(|l| l.received));
+            if let (Some((lo, mean, hi)), Some((rlo, _, rhi))) = (sent, received) {
+                out.push_str(&format!(
+                    "{}: MiB sent per node: min {lo:.0}, mean {mean:.0}, max {hi:.0}; received: min {rlo:.0}, max {rhi:.0}.\n",
+                    r.system
+                ));
+            }
             if !failures.is_empty() {
                 out.push_str(&format!(
                     "{}: failed peer attempts: {}.\n",
@@ -188,6 +231,11 @@ mod tests {
         let r = Row::new("x", &[Some(2.0), None, Some(4.0), Some(3.0)], 200, 100, 2.0);
         assert_eq!((r.p50_s, r.p99_s, r.max_s), (3.0, 4.0, 4.0));
         assert_eq!((r.amplification, r.p99_over_bound), (2.0, 2.0));
+        assert_eq!(
+            spread([1u64 << 20, 3 << 20].into_iter()),
+            Some((1.0, 2.0, 3.0))
+        );
+        assert_eq!(spread(std::iter::empty()), None);
         let w = Warm::new(2.0, 100_000_000, 800.0);
         assert!((w.mbit - 400.0).abs() < 1e-9 && (w.share_of_link - 0.5).abs() < 1e-9);
     }

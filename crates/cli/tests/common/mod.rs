@@ -233,7 +233,10 @@ impl Nginx {
                 let (method, rest) = l.split_once(' ')?;
                 let (uri, rest) = rest.split_once(' ')?;
                 let (range, rest) = rest.strip_prefix('"')?.split_once("\" ")?;
-                let (status, bytes) = rest.split_once(' ')?;
+                // `status client bytes` (the bench's format names the
+                // client, for its origin accounting).
+                let (status, rest) = rest.split_once(' ')?;
+                let bytes = rest.rsplit(' ').next()?;
                 Some((
                     method.into(),
                     uri.into(),
