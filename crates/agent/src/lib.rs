@@ -148,24 +148,32 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
         );
     }
     let drain = std::time::Duration::from_millis(c.drain_ms);
-    let gossip = if c.peers.is_empty() {
+    let (gossip, gossip_thread) = if c.peers.is_empty() {
         let (bind, _) = c.gossip_addrs();
         let key = c
             .token
             .as_deref()
             .map(shoal_membership::transport::gossip_key);
-        let transport = shoal_membership::transport::udp(bind, c.gossip.max_packet, key)
-            .await
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
         let me = members::identity(c);
         let seed = me.generation ^ shoal_placement::NodeId::from_name(&c.name).0;
-        let g = shoal_membership::Gossip::spawn(me, &c.gossip, transport, seed)
-            .map_err(|e| StartError::Gossip(e.to_string()))?;
+        let (max_packet, settings) = (c.gossip.max_packet, c.gossip.clone());
+        let thread =
+            members::GossipThread::start().map_err(|e| StartError::Gossip(e.to_string()))?;
+        let g = thread
+            .run(async move {
+                let transport = shoal_membership::transport::udp(bind, max_packet, key)
+                    .await
+                    .map_err(|source| StartError::Bind { addr: bind, source })?;
+                shoal_membership::Gossip::spawn(me, &settings, transport, seed)
+                    .map_err(|e| StartError::Gossip(e.to_string()))
+            })
+            .await
+            .ok_or_else(|| StartError::Gossip("the gossip thread stopped".into()))??;
         tracing::info!(gossip = %bind, seeds = ?c.seeds, "gossip membership");
-        Some(g)
+        (Some(g), Some(thread))
     } else {
         tracing::info!(peers = c.peers.len(), "static membership");
-        None
+        (None, None)
     };
     let membership = members::initial(&cfg, gossip.as_ref())?;
     let node = Node::new(cfg, gossip.clone(), membership, host)?;
@@ -260,6 +268,8 @@ pub async fn start(mut cfg: Resolved) -> Result<Running, StartError> {
         if tokio::time::timeout(left, tasks.wait()).await.is_err() {
             tracing::warn!(tasks = tasks.len(), "stopping with tasks still running");
         }
+        // Gossip has announced the leave by now; its thread goes last.
+        drop(gossip_thread);
     });
     Ok(Running {
         peer: listen,

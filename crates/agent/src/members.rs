@@ -13,6 +13,43 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// A thread of its own for gossip and its UDP transport. SWIM's timers
+/// and packets must not queue behind the data plane's tasks on a busy
+/// node: a probe answered late is a node declared down, and the stripes
+/// it owns fetched again by stand-ins. Dropping it stops the thread.
+pub struct GossipThread(Option<tokio::runtime::Runtime>);
+
+impl GossipThread {
+    /// Starts the thread (`shoal-gossip`).
+    pub fn start() -> std::io::Result<GossipThread> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_name("shoal-gossip")
+            .enable_all()
+            .build()?;
+        Ok(GossipThread(Some(rt)))
+    }
+
+    /// Runs `task` on the thread (what it spawns stays there) and waits
+    /// for its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        task: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let rt = self.0.as_ref()?;
+        rt.spawn(task).await.ok()
+    }
+}
+
+impl Drop for GossipThread {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The first membership view: the static list, or what `gossip` knows so
 /// far (at least this node).
 pub fn initial(c: &AgentConfig, gossip: Option<&Gossip>) -> Result<Membership, PlacementError> {
