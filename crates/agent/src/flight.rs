@@ -1,10 +1,13 @@
 //! Single flight: one fetch per stripe per node, however many callers.
 //!
 //! A [`Flight`] fills a file (a store reservation, or scratch space when the
-//! store is full) and publishes how far it has got. Every caller, the
-//! first one included, is a reader of that file: it sends what has arrived,
-//! then follows the writer, then sends the stripe's checksum once the
-//! writer has verified it. Late joiners therefore read the prefix from disk
+//! store is full) and publishes how far it has got: one fill front for a
+//! stripe fetched whole, one per piece for a stripe fetched in pieces
+//! through rack relays (each piece fills in order from its start, the
+//! pieces at once). Every caller, the first one included, is a reader of
+//! that file: it sends the bytes that have arrived from its position on,
+//! then follows the writers, then sends the stripe's checksum once the
+//! fill has verified it. Late joiners therefore read the prefix from disk
 //! and memory stays bounded by one chunk per reader, whatever the stripe
 //! size. The fetch runs in its own task, so it completes (and caches) even
 //! when the caller that started it goes away.
@@ -12,7 +15,7 @@
 use crate::proto::{CHUNK, ChunkSum, FIRST_CHUNK, Failure, Frame, chunk_sum};
 use bytes::Bytes;
 use shoal_store::Lease;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,9 +29,10 @@ pub use crate::timing::KEEPALIVE_EVERY;
 pub enum FlightState {
     /// Reserving space; no bytes yet.
     Starting,
-    /// `written` bytes are in the file, verified chunk by chunk.
+    /// Bytes are arriving, verified chunk by chunk.
     Running {
-        /// Bytes written so far.
+        /// Bytes in the file from the start of the stripe on, with no gap
+        /// (later pieces may hold more: see [`Flight::available`]).
         written: u64,
     },
     /// Complete and verified against this checksum.
@@ -59,10 +63,13 @@ pub struct Flight {
     pieces: Option<u64>,
     /// For a pieced flight, the pieces whose source is settled.
     sources: Mutex<HashMap<u64, PieceSource>>,
+    /// Per piece (one for a flight fetched whole): the end of the bytes
+    /// written from the piece's start on.
+    filled: Mutex<Vec<u64>>,
     state: watch::Sender<FlightState>,
-    /// Chunks written exactly as a peer sent them: (offset, length, the
-    /// checksum they were verified against), in offset order.
-    segments: Mutex<Vec<(u64, usize, ChunkSum)>>,
+    /// Chunks written exactly as a peer sent them, by offset: their length
+    /// and the checksum they were verified against.
+    segments: Mutex<BTreeMap<u64, (usize, ChunkSum)>>,
 }
 
 impl Flight {
@@ -70,15 +77,23 @@ impl Flight {
     /// [`crate::proto::StripeRequest::rank`]), fetched whole along the path
     /// or, with `pieces`, in pieces of that size through rack relays.
     pub fn new(len: u64, rank: u8, pieces: Option<u64>) -> Arc<Flight> {
+        let pieces = pieces.map(|p| p.max(1));
+        let span = pieces.unwrap_or(len).max(1);
         Arc::new(Flight {
             file: OnceLock::new(),
             len,
             rank,
             pieces,
             sources: Mutex::new(HashMap::new()),
+            filled: Mutex::new((0..len.div_ceil(span).max(1)).map(|i| i * span).collect()),
             state: watch::Sender::new(FlightState::Starting),
-            segments: Mutex::new(Vec::new()),
+            segments: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The bytes one fill front covers: a piece, or the whole stripe.
+    fn span(&self) -> u64 {
+        self.pieces.unwrap_or(self.len).max(1)
     }
 
     /// Records that `len` bytes at `offset` are one chunk verified against
@@ -87,14 +102,13 @@ impl Flight {
         self.segments
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((offset, len, sum));
+            .insert(offset, (len, sum));
     }
 
     /// The recorded chunk starting at `offset`, if any.
     pub fn segment_at(&self, offset: u64) -> Option<(usize, ChunkSum)> {
         let segments = self.segments.lock().unwrap_or_else(|p| p.into_inner());
-        let i = segments.binary_search_by_key(&offset, |s| s.0).ok()?;
-        segments.get(i).map(|s| (s.1, s.2))
+        segments.get(&offset).copied()
     }
 
     /// Hands the file to readers and starts the flight.
@@ -103,9 +117,32 @@ impl Flight {
         self.state.send_replace(FlightState::Running { written: 0 });
     }
 
-    /// Publishes that `written` bytes are in the file, waking readers.
-    pub fn progress(&self, written: u64) {
+    /// Publishes that the piece starting at `start` (the stripe's start
+    /// for a flight fetched whole) is written up to byte `end`, waking
+    /// readers.
+    pub fn advance(&self, start: u64, end: u64) {
+        let span = self.span();
+        let written = {
+            let mut filled = self.filled.lock().unwrap_or_else(|p| p.into_inner());
+            let piece_end = (start / span * span + span).min(self.len);
+            if let Some(f) = filled.get_mut((start / span) as usize) {
+                *f = (*f).max(end.min(piece_end));
+            }
+            contiguous(&filled, span, self.len, 0)
+        };
         self.state.send_replace(FlightState::Running { written });
+    }
+
+    /// The end of the bytes in the file from `pos` on with no gap: `pos`
+    /// itself when the byte at `pos` has not arrived.
+    pub fn available(&self, pos: u64) -> u64 {
+        match &*self.state.borrow() {
+            FlightState::Done { .. } => return self.len,
+            FlightState::Running { .. } => {}
+            _ => return pos,
+        }
+        let filled = self.filled.lock().unwrap_or_else(|p| p.into_inner());
+        contiguous(&filled, self.span(), self.len, pos)
     }
 
     /// Publishes that the stripe is complete and verified as `checksum`.
@@ -133,7 +170,7 @@ impl Flight {
             return true;
         };
         let piece = from / size;
-        if self.written() >= ((piece + 1) * size).min(self.len) {
+        if self.available(piece * size) >= ((piece + 1) * size).min(self.len) {
             return true;
         }
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
@@ -153,15 +190,6 @@ impl Flight {
     pub fn settle_path(&self, piece: u64) {
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         sources.insert(piece, PieceSource::Path);
-    }
-
-    /// Bytes in the file so far.
-    fn written(&self) -> u64 {
-        match &*self.state.borrow() {
-            FlightState::Running { written } => *written,
-            FlightState::Done { .. } => self.len,
-            _ => 0,
-        }
     }
 
     /// Its rank: requests of a higher rank may join it.
@@ -189,6 +217,32 @@ impl Flight {
     pub fn state(&self) -> FlightState {
         self.state.borrow().clone()
     }
+
+    /// Waits for the flight to end: true if it completed and verified,
+    /// false if it failed or was abandoned.
+    pub async fn settled(&self) -> bool {
+        let mut rx = self.state.subscribe();
+        let done = rx
+            .wait_for(|s| matches!(s, FlightState::Done { .. } | FlightState::Failed(_)))
+            .await;
+        matches!(done.as_deref(), Ok(FlightState::Done { .. }))
+    }
+}
+
+/// Walks the fill fronts (`filled[i]` is how far piece `i`, of `span`
+/// bytes, is written) from `pos` to the first byte not yet written.
+fn contiguous(filled: &[u64], span: u64, len: u64, mut pos: u64) -> u64 {
+    while let Some(&f) = filled.get((pos / span) as usize) {
+        let piece_end = (pos / span * span + span).min(len);
+        if f <= pos {
+            break;
+        }
+        pos = f;
+        if f < piece_end {
+            break;
+        }
+    }
+    pos
 }
 
 async fn read_at(file: Arc<File>, pos: u64, n: usize) -> std::io::Result<Bytes> {
@@ -225,11 +279,15 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, to: u64, tx: mpsc::S
     let mut rx = flight.state.subscribe();
     let mut first = true;
     let to = to.min(flight.len);
+    // When the caller last got a frame: a reader waiting on a range the
+    // writers have not reached hears a keepalive every KEEPALIVE_EVERY,
+    // however busy they are elsewhere in the stripe.
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         let state = rx.borrow_and_update().clone();
         let (limit, finished) = match &state {
             FlightState::Starting => (0, None),
-            FlightState::Running { written } => ((*written).min(to), None),
+            FlightState::Running { .. } => (flight.available(pos).min(to), None),
             FlightState::Done { checksum } => (to, Some(*checksum)),
             FlightState::Failed(f) => {
                 let _ = tx.send(Frame::Error(f.clone())).await;
@@ -258,6 +316,7 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, to: u64, tx: mpsc::S
                     if tx.send(Frame::Data(bytes, sum)).await.is_err() {
                         return;
                     }
+                    last_sent = tokio::time::Instant::now();
                 }
                 Err(e) => {
                     let _ = tx.send(error(format!("reading flight: {e}"))).await;
@@ -275,7 +334,8 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, to: u64, tx: mpsc::S
                 .await;
             return;
         }
-        match tokio::time::timeout(KEEPALIVE_EVERY, rx.changed()).await {
+        let wait = KEEPALIVE_EVERY.saturating_sub(last_sent.elapsed());
+        match tokio::time::timeout(wait, rx.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 let _ = tx.send(error("flight abandoned".into())).await;
@@ -285,6 +345,7 @@ pub async fn pump_flight(flight: Arc<Flight>, mut pos: u64, to: u64, tx: mpsc::S
                 if tx.send(Frame::KeepAlive).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
             }
         }
     }
@@ -415,9 +476,89 @@ mod tests {
         );
         assert!(!f.claim_rack(4), "and its fill fetches it along its path");
         assert!(f.claim_path(499), "asking again for the same piece is fine");
-        f.progress(300);
+        f.advance(200, 300);
         assert!(f.claim_path(250), "a piece already written is served");
         let whole = Flight::new(1000, 3, None);
         assert!(whole.claim_path(250));
+    }
+
+    /// Pieces fill at once, each from its own start: a reader sees the
+    /// bytes from its position up to the first gap, and the stripe's
+    /// prefix grows only as the gaps close.
+    #[test]
+    fn pieces_fill_out_of_order_and_readers_see_up_to_the_first_gap() {
+        let f = Flight::new(1000, 3, Some(300));
+        f.start(tempfile());
+        f.advance(300, 450);
+        assert_eq!(f.available(0), 0, "piece 0 has nothing yet");
+        assert_eq!(f.available(300), 450);
+        assert_eq!(f.available(320), 450);
+        assert_eq!(f.available(450), 450);
+        f.advance(900, 1000);
+        assert_eq!(f.available(900), 1000, "the short last piece is whole");
+        f.advance(0, 300);
+        assert_eq!(f.available(0), 450, "piece 0 runs on into piece 1");
+        assert_eq!(f.state(), FlightState::Running { written: 450 });
+        f.advance(300, 600);
+        f.advance(600, 2000);
+        assert_eq!(f.available(0), 1000, "an end past the piece is clamped");
+        assert_eq!(f.state(), FlightState::Running { written: 1000 });
+        let whole = Flight::new(1000, 3, None);
+        whole.start(tempfile());
+        whole.advance(0, 700);
+        assert_eq!((whole.available(0), whole.available(650)), (700, 700));
+        assert_eq!(whole.available(800), 800, "beyond the front: nothing");
+    }
+
+    fn tempfile() -> File {
+        tempfile::tempfile().unwrap_or_else(|e| panic!("temp file: {e}"))
+    }
+
+    /// A reader of a later piece hears keepalives while the writers are
+    /// busy elsewhere in the stripe: progress that is not its own does
+    /// not count as news for its caller.
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_waiting_on_its_range_hears_keepalives_while_other_pieces_fill() {
+        let f = Flight::new(4 * CHUNK as u64, 3, Some(CHUNK as u64));
+        f.start(tempfile());
+        let (tx, mut rx) = mpsc::channel(8);
+        tokio::spawn(pump_flight(
+            f.clone(),
+            3 * CHUNK as u64,
+            4 * CHUNK as u64,
+            tx,
+        ));
+        let writer = tokio::spawn({
+            let f = f.clone();
+            async move {
+                for i in 1..=40u64 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    f.advance(0, i * 1000);
+                }
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let got = tokio::time::timeout(KEEPALIVE_EVERY * 2, rx.recv()).await;
+        assert!(
+            matches!(got, Ok(Some(Frame::KeepAlive))),
+            "a keepalive within two periods, got {got:?} after {:?}",
+            start.elapsed()
+        );
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn settled_says_how_a_flight_ended() {
+        let ok = Flight::new(10, 3, None);
+        let waiter = tokio::spawn({
+            let ok = ok.clone();
+            async move { ok.settled().await }
+        });
+        ok.advance(0, 5);
+        ok.done([7; 32]);
+        assert!(waiter.await.unwrap_or(false));
+        let bad = Flight::new(10, 3, None);
+        bad.fail(Failure::retryable("gone"));
+        assert!(!bad.settled().await);
     }
 }

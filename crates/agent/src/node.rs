@@ -238,6 +238,16 @@ impl Node {
         self.flights.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A flight for stripe `key` in progress here (along the path or
+    /// through rack relays), if any.
+    pub fn flight_in_progress(&self, key: &EntryKey) -> Option<Arc<Flight>> {
+        let flights = self.flights();
+        [false, true]
+            .iter()
+            .find_map(|&pieced| flights.get(&(*key, pieced)).filter(|f| !f.failed()))
+            .cloned()
+    }
+
     /// Remembers that stripe `key` came from `peer`.
     pub fn record_source(&self, key: EntryKey, peer: SocketAddr) {
         let mut s = self.sources.lock().unwrap_or_else(|p| p.into_inner());

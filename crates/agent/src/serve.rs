@@ -10,13 +10,11 @@ use crate::flight::{Flight, pump_flight, pump_lease};
 use crate::metrics::Source;
 use crate::node::Node;
 use crate::peer::PeerError;
-use crate::proto::{CHUNK, ChunkSum, Failure, Frame, StripeRequest};
-use bytes::{Bytes, BytesMut};
+use crate::proto::{Failure, Frame, StripeRequest};
 use shoal_placement::NodeId;
 use std::collections::HashSet;
 use std::fs::File;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,7 +22,9 @@ use tokio::time::Instant;
 
 mod pieced;
 mod plan;
+mod writer;
 use plan::{Attempt, plan};
+use writer::Writer;
 
 /// Who asked for a stripe, which decides what flight it may join.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl Node {
             Asker::Hop => None,
             Asker::Local | Asker::Rack => self.piece_size_for(&req.stripe),
         };
-        let rank = (req.path.len() as u8).min(req.rank.saturating_sub(1));
+        let rank = flight_rank(req.path.len(), req.rank);
         let f = Flight::new(req.stripe.len(), rank, pieces);
         if let Some(from) = claim {
             f.claim_path(from);
@@ -153,6 +153,16 @@ impl Node {
         req.to = None;
         Ok((f, false, req))
     }
+}
+
+/// The rank of a flight this node starts for a request of rank `asked`
+/// with `hops` hops left: below the requester's, and at most twice the
+/// hops, because a chain may grow by one node per hop (a relay around a
+/// hop this node cannot reach asks that hop for it), and each node on it
+/// must still rank above the flight it joins at the next (the owner's
+/// flight, of rank 0, is then joinable by every chain that reaches it).
+fn flight_rank(hops: usize, asked: u8) -> u8 {
+    (hops.saturating_mul(2).min(usize::from(u8::MAX)) as u8).min(asked.saturating_sub(1))
 }
 
 /// Fills one flight, publishes the outcome, and leaves the flights map.
@@ -172,7 +182,7 @@ async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, lo
             }
         }
         Err(e) => {
-            tracing::warn!(stripe = req.stripe.index, "fetch failed: {}", e.message);
+            tracing::warn!(stripe = req.stripe.index, path = ?req.path, fallbacks = ?req.fallbacks, relay = req.relay, local, "fetch failed: {}", e.message);
             flight.fail(e);
         }
     }
@@ -184,76 +194,9 @@ async fn run_flight(node: Arc<Node>, flight: Arc<Flight>, req: StripeRequest, lo
     }
 }
 
-/// The flight's file and running hash.
-struct Writer {
-    file: Arc<File>,
-    written: u64,
-    hasher: Option<blake3::Hasher>,
-    buf: BytesMut,
-}
-
-impl Writer {
-    /// Appends verified bytes, flushing whole chunks to disk, and the very
-    /// first bytes at once (see [`crate::proto::FIRST_CHUNK`]). A chunk
-    /// from a peer (`sum` given) is written at once and recorded with its
-    /// checksum, so readers pass it on without hashing it again.
-    async fn push(
-        &mut self,
-        flight: &Flight,
-        bytes: &[u8],
-        sum: Option<ChunkSum>,
-    ) -> Result<(), Failure> {
-        if let Some(sum) = sum {
-            self.flush(flight).await?;
-            flight.record_segment(self.written, bytes.len(), sum);
-            self.buf.extend_from_slice(bytes);
-            return self.flush(flight).await;
-        }
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= CHUNK || self.written == 0 {
-            self.flush(flight).await?;
-        }
-        Ok(())
-    }
-
-    /// Bytes accepted, written or buffered.
-    fn accepted(&self) -> u64 {
-        self.written + self.buf.len() as u64
-    }
-
-    /// Writes what is buffered and publishes progress.
-    async fn flush(&mut self, flight: &Flight) -> Result<(), Failure> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let bytes: Bytes = self.buf.split().freeze();
-        let (file, pos, hasher) = (self.file.clone(), self.written, self.hasher.take());
-        let n = bytes.len() as u64;
-        let hasher = tokio::task::spawn_blocking(move || {
-            file.write_all_at(&bytes, pos)?;
-            let mut h = hasher.unwrap_or_default();
-            h.update(&bytes);
-            Ok::<_, std::io::Error>(h)
-        })
-        .await
-        .map_err(|e| Failure::retryable(e.to_string()))?
-        .map_err(|e| Failure::retryable(format!("writing stripe: {e}")))?;
-        self.hasher = Some(hasher);
-        self.written += n;
-        flight.progress(self.written);
-        Ok(())
-    }
-
-    fn checksum(&self) -> [u8; 32] {
-        *self
-            .hasher
-            .clone()
-            .unwrap_or_default()
-            .finalize()
-            .as_bytes()
-    }
-}
-
+/// Fetches the stripe into a store reservation (or scratch space) and
+/// verifies it. Returns its checksum and whether this node should push
+/// replicas: the stripe came from the origin here and the store took it.
 async fn fill(
     node: &Arc<Node>,
     flight: &Flight,
@@ -273,19 +216,20 @@ async fn fill(
     .map_err(|e| Failure::retryable(format!("no space to relay the stripe: {e}")))?;
     let clone = |f: &File| f.try_clone().map_err(|e| Failure::retryable(e.to_string()));
     flight.start(clone(pending.file())?);
-    let mut w = Writer {
-        file: Arc::new(clone(pending.file())?),
-        written: 0,
-        hasher: None,
-        buf: BytesMut::new(),
-    };
+    let file = Arc::new(clone(pending.file())?);
     let deadline = Instant::now() + Duration::from_millis(req.ttl_ms);
-    let claimed = match flight.pieces() {
-        Some(size) => pieced::fetch(node, flight, req, &mut w, deadline, local, size).await?,
-        None => fetch(node, flight, req, &mut w, deadline, local, len).await?,
+    let (claimed, ours) = match flight.pieces() {
+        Some(size) => {
+            let claimed = pieced::fetch(node, flight, req, &file, deadline, local, size).await?;
+            (claimed, writer::checksum_of(file, len).await?)
+        }
+        None => {
+            let mut w = Writer::whole(file);
+            let claimed = fetch(node, flight, req, &mut w, deadline, local, len).await?;
+            w.flush(flight).await?;
+            (claimed, w.checksum())
+        }
     };
-    w.flush(flight).await?;
-    let ours = w.checksum();
     let from_origin = claimed.is_none();
     if let Some((theirs, peer)) = claimed
         && theirs != ours
@@ -298,18 +242,21 @@ async fn fill(
     if let Some((_, peer)) = claimed {
         node.record_source(key, peer);
     }
+    let mut admitted = false;
     if pending.is_reserved() {
         let store = node.store.clone();
         let committed =
             tokio::task::spawn_blocking(move || store.commit(pending, shoal_store::Checksum(ours)))
                 .await;
         match committed {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => admitted = true,
             Ok(Err(e)) => tracing::warn!("stripe verified but not admitted: {e}"),
             Err(e) => tracing::warn!("stripe verified but not admitted: {e}"),
         }
     }
-    Ok((ours, from_origin))
+    // A copy relayed through scratch space is gone: a successor told to
+    // pull it from here would find nothing.
+    Ok((ours, from_origin && admitted))
 }
 
 /// What a source claimed a stripe's checksum is, and who it was; `None`
@@ -529,5 +476,31 @@ fn replicate(node: &Arc<Node>, req: &StripeRequest) {
                 tracing::debug!(peer = %addr, "replication hint failed: {e}");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flight_rank;
+    use crate::proto::LOCAL_RANK;
+
+    /// Along any path of up to four hops, with a relay around any one of
+    /// them, every request ranks above any flight the next node may have
+    /// for the stripe (a flight with `h` hops left ranks at most `2h`), so
+    /// it joins that flight instead of starting a second fetch.
+    #[test]
+    fn a_chain_with_a_relay_still_joins_the_flights_ahead() {
+        for n in 1..=4usize {
+            let mut asked = flight_rank(n, LOCAL_RANK);
+            for k in 0..n {
+                let ahead = 2 * (n - k - 1);
+                assert!(ahead < usize::from(asked), "hop {k} of {n}");
+                let relay = flight_rank(n - k, asked);
+                assert!(ahead < usize::from(relay), "relay around hop {k} of {n}");
+                asked = flight_rank(n - k - 1, asked);
+            }
+        }
+        assert_eq!(flight_rank(0, LOCAL_RANK), 0, "the owner's flight");
+        assert_eq!(flight_rank(500, 3), 2, "never above the requester");
     }
 }

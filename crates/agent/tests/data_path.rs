@@ -115,12 +115,11 @@ async fn corrupted_bytes_from_a_peer_are_never_admitted() {
     c.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_link_is_routed_around_through_a_relay() {
-    let data = random_bytes(48 * 256 * KIB, 9);
-    let (url, origin) = origin(data.clone()).await;
-    // n0 cannot reach n1 (nothing listens where n0 looks for it), while
-    // the static membership says n1 is alive and everyone else reaches it.
+/// Three agents, 256 KiB stripes, one copy per stripe, where n0 cannot
+/// reach n1 (nothing listens where n0 looks for it) while the static
+/// membership says n1 is alive and everyone else reaches it. Returns the
+/// cluster and how many stripes of `spec` n1 owns (at least one).
+async fn cut_between_n0_and_n1(spec: &shoal_agent::proto::ObjectSpec) -> (Cluster, usize) {
     let nowhere = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let c = cluster_with(
         3,
@@ -129,14 +128,22 @@ async fn a_cut_link_is_routed_around_through_a_relay() {
         |i, j, real| if (i, j) == (0, 1) { nowhere } else { real },
     )
     .await;
+    let behind_the_cut = (0..c.stripes(spec))
+        .filter(|&i| c.successors(spec, i, 1)[0] == 1)
+        .count();
+    assert!(behind_the_cut > 0, "n1 owns no stripe; pick another object");
+    (c, behind_the_cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_is_routed_around_through_a_relay() {
+    let data = random_bytes(48 * 256 * KIB, 9);
+    let (url, origin) = origin(data.clone()).await;
     let spec = spec(&url, &data);
+    let (c, behind_the_cut) = cut_between_n0_and_n1(&spec).await;
     c.warm_on_owners(&spec).await;
     let sent = origin.sent.load(Ordering::SeqCst);
     assert_eq!(sent, data.len() as u64);
-    let behind_the_cut = (0..c.stripes(&spec))
-        .filter(|&i| c.successors(&spec, i, 1)[0] == 1)
-        .count();
-    assert!(behind_the_cut > 0, "n1 owns no stripe; pick another object");
     // n0's read: the stripes n1 holds reach it only through n2 (directly
     // as a hop of its path, or as a relay around the cut). Asking anyone
     // else would send the stand-in to the origin.
@@ -146,6 +153,21 @@ async fn a_cut_link_is_routed_around_through_a_relay() {
         sent,
         "n1's {behind_the_cut} stripes must come around the cut, not from the origin again"
     );
+    c.stop().await;
+}
+
+/// The same cut, but nothing is warm and the origin is slow, so the
+/// owner's fetches are still in flight when n0's relays through n2 reach
+/// it (or start them): the relayed requests join the owner's flights, and
+/// the origin sends each byte once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_around_a_cut_link_joins_the_owners_fetch_in_flight() {
+    let data = random_bytes(48 * 256 * KIB, 17);
+    let (url, origin) = origin(data.clone()).await;
+    origin.delay_ms.store(300, Ordering::SeqCst);
+    let (c, _) = cut_between_n0_and_n1(&spec(&url, &data)).await;
+    read_on(&c, &[0, 2], &url, &data).await;
+    origin.assert_served_once();
     c.stop().await;
 }
 

@@ -85,7 +85,17 @@ async fn handle(State(p): State<Peers>, Ask(hint): Ask<ReplicateHint>) -> Respon
 /// Fetches a stripe into this node's store, discarding the bytes (the
 /// flight caches them).
 async fn pull(node: Arc<Node>, req: StripeRequest) {
-    if node.store.contains(&req.stripe.entry_key()) {
+    let key = req.stripe.entry_key();
+    if node.store.contains(&key) {
+        return;
+    }
+    // This node is fetching the stripe already (its own client is pulling
+    // the object, through rack relays or along its path): that flight
+    // caches it, so the replica costs the source no second upload. Only a
+    // flight that fails sends the pull to the source.
+    if let Some(flight) = node.flight_in_progress(&key)
+        && flight.settled().await
+    {
         return;
     }
     match node.serve(req, false).await {

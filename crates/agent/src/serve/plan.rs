@@ -12,7 +12,10 @@
 //! first fallback (the replica the previous owner pushed) and then asks the
 //! origin.
 //!
-//! A relay request (the `relay` flag) tries its first hop only.
+//! A relay request (the `relay` flag) tries its first hop only; one that
+//! reaches the owner (no hops left) is served as the owner serves any
+//! request, so relaying around a link to the owner never costs the origin
+//! a second copy.
 
 use crate::proto::StripeRequest;
 use shoal_placement::NodeId;
@@ -54,9 +57,6 @@ fn peer(target: NodeId, path: Vec<NodeId>, fallbacks: Vec<NodeId>) -> Attempt {
 pub(crate) fn plan(me: NodeId, req: &StripeRequest, local: bool) -> Vec<Attempt> {
     let mut out = Vec::new();
     if req.path.is_empty() {
-        if req.relay {
-            return out;
-        }
         if let Some(&f) = req.fallbacks.iter().find(|&&f| f != me) {
             out.push(Attempt::Peer {
                 target: f,
@@ -184,6 +184,10 @@ mod tests {
             targets(&plan(NodeId(1), &req(&[3, 4], &[2], true), false)),
             ["3"]
         );
-        assert!(plan(NodeId(1), &req(&[], &[2], true), false).is_empty());
+        // A relay that reaches the owner: the owner fetches, as for anyone.
+        assert_eq!(
+            targets(&plan(NodeId(1), &req(&[], &[], true), false)),
+            ["origin"]
+        );
     }
 }

@@ -33,6 +33,9 @@ pub struct Origin {
     pub sent: AtomicU64,
     /// Every GET's range `[start, end)`.
     pub gets: Mutex<Vec<(u64, u64)>>,
+    /// How long each GET waits before it answers, in milliseconds (a slow
+    /// origin keeps fetches in flight).
+    pub delay_ms: AtomicU64,
 }
 
 impl Origin {
@@ -71,6 +74,10 @@ async fn object(State(o): State<Arc<Origin>>, method: Method, headers: HeaderMap
         None => (0, len),
     };
     if method == Method::GET {
+        let delay = o.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         o.sent.fetch_add(end - start, Ordering::SeqCst);
         o.gets.lock().unwrap().push((start, end));
     }
@@ -95,6 +102,7 @@ pub async fn origin(bytes: Vec<u8>) -> (String, Arc<Origin>) {
         bytes,
         sent: AtomicU64::new(0),
         gets: Mutex::new(Vec::new()),
+        delay_ms: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/object", get(object))
