@@ -203,6 +203,10 @@ pub struct StripeRequest {
     /// flights waiting on flights, so two nodes can never wait on each
     /// other, even when their paths cross in opposite directions.
     pub rank: u8,
+    /// Set on a replica pull (`endpoints::replicate`), and never sent: the
+    /// first hop is asked only for a copy it holds (`cached`), never to
+    /// fetch one, so a source that lost its copy costs the origin nothing.
+    pub copy_only: bool,
 }
 
 impl StripeRequest {
@@ -221,6 +225,7 @@ impl StripeRequest {
             relay: false,
             rack: false,
             rank: LOCAL_RANK,
+            copy_only: false,
         }
     }
 }

@@ -27,8 +27,9 @@ pub const ENDPOINT: Endpoint = Endpoint {
     route: || get(handle),
 };
 
-/// A hint: pull `stripe` from `source` (only from it: a relay request, so
-/// no further hop, stand-in or origin), within `ttl_ms`.
+/// A hint: pull `stripe` from `source` (only from it, and only the copy it
+/// holds: a relay request marked `copy_only`, so no further hop, stand-in
+/// or origin), within `ttl_ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicateHint {
     /// The stripe to copy.
@@ -44,6 +45,7 @@ impl ReplicateHint {
     fn request(&self) -> StripeRequest {
         let mut req = StripeRequest::new(self.stripe.clone(), &[self.source], &[], self.ttl_ms);
         req.relay = true;
+        req.copy_only = true;
         req
     }
 }
@@ -92,11 +94,15 @@ async fn pull(node: Arc<Node>, req: StripeRequest) {
     // This node is fetching the stripe already (its own client is pulling
     // the object, through rack relays or along its path): that flight
     // caches it, so the replica costs the source no second upload. Only a
-    // flight that fails sends the pull to the source.
-    if let Some(flight) = node.flight_in_progress(&key)
-        && flight.settled().await
-    {
-        return;
+    // flight that fails or leaves no copy sends the pull to the source.
+    if let Some(flight) = node.flight_in_progress(&key) {
+        let wait = std::time::Duration::from_millis(req.ttl_ms);
+        let _ = tokio::time::timeout(wait, flight.settled()).await;
+        // Done is not enough: a flight relayed through scratch space (a
+        // full store) or refused at admission left no copy here.
+        if node.store.contains(&key) {
+            return;
+        }
     }
     match node.serve(req, false).await {
         Ok(mut rx) => while rx.recv().await.is_some() {},

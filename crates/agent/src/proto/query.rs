@@ -260,6 +260,7 @@ impl Wire for StripeRequest {
             relay,
             rack,
             rank: rank.unwrap_or(0),
+            copy_only: false,
         })
     }
 }
@@ -337,6 +338,7 @@ mod tests {
                     .filter(|&t| t <= stripe.len());
                 StripeRequest {
                     stripe, path: path_ids, fallbacks, from, to, ttl_ms: ttl, cached, relay, rack, rank,
+                    copy_only: false,
                 }
             }
         }

@@ -77,7 +77,7 @@ pub(crate) fn plan(me: NodeId, req: &StripeRequest, local: bool) -> Vec<Attempt>
             path: rest.clone(),
             fallbacks: req.fallbacks.clone(),
             relay: req.relay,
-            peek: false,
+            peek: req.copy_only,
             relay_for: None,
         });
         if req.relay {
@@ -135,6 +135,7 @@ mod tests {
             relay,
             rack: false,
             rank: 3,
+            copy_only: false,
         }
     }
 
@@ -189,5 +190,9 @@ mod tests {
             targets(&plan(NodeId(1), &req(&[], &[], true), false)),
             ["origin"]
         );
+        // A replica pull asks its source only for the copy it holds.
+        let mut pull = req(&[3], &[], true);
+        pull.copy_only = true;
+        assert_eq!(targets(&plan(NodeId(1), &pull, false)), ["peek3"]);
     }
 }
