@@ -3,7 +3,7 @@
 //! node at once, timed by processes inside the nodes' namespaces.
 
 use super::net::Testbed;
-use super::report::{Link, Report, Row, Warm};
+use super::report::{self, Link, Report, Row, StripeOrigin, Warm};
 use super::scrape;
 use super::services::{self, Procs};
 use crate::demo::origin;
@@ -218,6 +218,8 @@ pub async fn run(s: &Settings) -> Result<Report> {
         )
     };
     let origin_bytes = |k: usize| services::nginx_bytes(&nginx_dir, &format!("/object-{k}.bin"));
+    let stripe_size = shoal_store::parse_size(&s.stripe).unwrap_or(u64::MAX);
+    let by_stripe = |k: usize| origin_by_stripe(&bed, &nginx_dir, k, stripe_size, s.nodes);
     let nodes: Vec<usize> = (0..s.nodes).collect();
     let ips: Vec<Ipv4Addr> = nodes.iter().map(|&i| node_ip(&bed, i)).collect();
     let (mut rows, mut warm) = (Vec::new(), None);
@@ -257,6 +259,7 @@ pub async fn run(s: &Settings) -> Result<Report> {
                 row.agents =
                     scrape::delta(&counted, &scrape::totals(&client, &ips, API_PORT).await);
                 row.links = links_since(&bed, &nodes, &links);
+                row.origin_by_stripe = by_stripe(k);
                 rows.push(row);
             }
             System::Warm => {
@@ -298,6 +301,7 @@ pub async fn run(s: &Settings) -> Result<Report> {
                 row.agents =
                     scrape::delta(&counted, &scrape::totals(&client, &others, API_PORT).await);
                 row.links = links_since(&bed, &nodes, &links);
+                row.origin_by_stripe = by_stripe(2);
                 rows.push(row);
                 // Back for what follows.
                 agents.start(&mut procs, victim..victim + 1, config(relays_on))?;
@@ -471,6 +475,28 @@ async fn push_blob(
 /// Every node in `who` fetches `url(node)` at once, inside its
 /// namespace; returns each one's seconds (`None` for the victim). With
 /// `kill`, that node's agent is killed after the given time.
+/// What the origin sent of object `k`, by stripe and by the node that
+/// asked (each cold rollout has an object of its own).
+fn origin_by_stripe(
+    bed: &Testbed,
+    nginx_dir: &Path,
+    k: usize,
+    stripe_size: u64,
+    nodes: usize,
+) -> Vec<StripeOrigin> {
+    let names: std::collections::HashMap<String, String> = (0..=nodes)
+        .map(|i| (node_ip(bed, i).to_string(), format!("n{i}")))
+        .collect();
+    let gets = services::nginx_gets(nginx_dir, &format!("/object-{k}.bin"));
+    report::by_stripe(
+        gets.into_iter().map(|g| {
+            let who = names.get(&g.client).cloned().unwrap_or(g.client);
+            (g.start, g.bytes, who)
+        }),
+        stripe_size,
+    )
+}
+
 /// Each node's link counters, `(sent, received)`, as read now.
 fn link_bytes(bed: &Testbed, nodes: &[usize]) -> Vec<Option<(u64, u64)>> {
     nodes

@@ -38,6 +38,73 @@ pub struct Row {
     /// what the node-bound shape measures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// What the origin sent, by stripe and by the node that asked, from
+    /// nginx's access log; empty for the baselines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub origin_by_stripe: Vec<StripeOrigin>,
+}
+
+/// The origin bytes one node fetched of one stripe.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StripeOrigin {
+    /// The stripe's index in the object.
+    pub stripe: u64,
+    /// The node that asked (`n3`), or its address if not a node.
+    pub fetcher: String,
+    /// Its requests for that stripe.
+    pub requests: u32,
+    /// Body bytes sent to it for that stripe.
+    pub bytes: u64,
+}
+
+/// Groups origin GETs (range start, bytes, fetcher) by stripe and fetcher,
+/// in stripe order.
+pub fn by_stripe(
+    gets: impl IntoIterator<Item = (u64, u64, String)>,
+    stripe_size: u64,
+) -> Vec<StripeOrigin> {
+    let mut sums: std::collections::BTreeMap<(u64, String), (u32, u64)> = Default::default();
+    for (start, bytes, fetcher) in gets {
+        let e = sums
+            .entry((start / stripe_size.max(1), fetcher))
+            .or_default();
+        *e = (e.0 + 1, e.1 + bytes);
+    }
+    sums.into_iter()
+        .map(|((stripe, fetcher), (requests, bytes))| StripeOrigin {
+            stripe,
+            fetcher,
+            requests,
+            bytes,
+        })
+        .collect()
+}
+
+/// The stripes the origin sent more than `stripe_size` bytes of, with
+/// who fetched them: `stripe 18 (n5 16.0, n3 16.0 MiB)`.
+fn repeated(rows: &[StripeOrigin], stripe_size: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for chunk in rows.chunk_by(|a, b| a.stripe == b.stripe) {
+        let total: u64 = chunk.iter().map(|r| r.bytes).sum();
+        if total > stripe_size {
+            let who: Vec<String> = chunk
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {:.1}",
+                        r.fetcher,
+                        r.bytes as f64 / f64::from(1u32 << 20)
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "stripe {} ({} MiB)",
+                chunk[0].stripe,
+                who.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// One node's link during a rollout.
@@ -94,6 +161,7 @@ impl Row {
             note: None,
             agents: Totals::new(),
             links: Vec::new(),
+            origin_by_stripe: Vec::new(),
         }
     }
 }
@@ -202,6 +270,16 @@ impl Report {
                     r.system
                 ));
             }
+            let stripe_size = shoal_store::parse_size(&s.stripe).unwrap_or(u64::MAX);
+            let again = repeated(&r.origin_by_stripe, stripe_size);
+            if !again.is_empty() {
+                out.push_str(&format!(
+                    "{}: the origin sent {} stripes more than once: {}.\n",
+                    r.system,
+                    again.len(),
+                    again.join("; ")
+                ));
+            }
             if !failures.is_empty() {
                 out.push_str(&format!(
                     "{}: failed peer attempts: {}.\n",
@@ -238,5 +316,37 @@ mod tests {
         assert_eq!(spread(std::iter::empty()), None);
         let w = Warm::new(2.0, 100_000_000, 800.0);
         assert!((w.mbit - 400.0).abs() < 1e-9 && (w.share_of_link - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn origin_bytes_are_grouped_by_stripe_and_fetcher() {
+        let rows = by_stripe(
+            [
+                (0, 100, "n1".to_owned()),
+                (100, 50, "n2".to_owned()),
+                (150, 50, "n2".to_owned()),
+                (100, 100, "n3".to_owned()),
+                (250, 100, "n1".to_owned()),
+            ],
+            100,
+        );
+        let got: Vec<(u64, &str, u32, u64)> = rows
+            .iter()
+            .map(|r| (r.stripe, r.fetcher.as_str(), r.requests, r.bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, "n1", 1, 100),
+                (1, "n2", 2, 100),
+                (1, "n3", 1, 100),
+                (2, "n1", 1, 100)
+            ]
+        );
+        assert_eq!(
+            repeated(&rows, 100).len(),
+            1,
+            "only stripe 1 was sent twice"
+        );
     }
 }

@@ -123,6 +123,42 @@ pub fn nginx(procs: &mut Procs, ns: &str, ip: Ipv4Addr, dir: &Path) -> Result<Pa
     Ok(www)
 }
 
+/// One GET for an object in nginx's access log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OriginGet {
+    /// The range's first byte (0 without a range).
+    pub start: u64,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// The client's address.
+    pub client: String,
+}
+
+/// Every GET for `uri` in nginx's access log, in order.
+pub fn nginx_gets(dir: &Path, uri: &str) -> Vec<OriginGet> {
+    let log = fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    log.lines().filter_map(|l| parse_get(l, uri)).collect()
+}
+
+/// A line of the `ranges` log format (`nginx.conf`): method, URI, the
+/// quoted Range header, status, client, body bytes.
+fn parse_get(line: &str, uri: &str) -> Option<OriginGet> {
+    let rest = line.strip_prefix("GET ")?.strip_prefix(uri)?;
+    let (range, rest) = rest.strip_prefix(" \"")?.split_once("\" ")?;
+    let mut fields = rest.split(' ').skip(1);
+    let (client, bytes) = (fields.next()?, fields.next()?.parse().ok()?);
+    let start = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, _)| a.parse().ok())
+        .unwrap_or(0);
+    Some(OriginGet {
+        start,
+        bytes,
+        client: client.to_owned(),
+    })
+}
+
 /// Body bytes nginx served by GET for `uri`, from its access log.
 pub fn nginx_bytes(dir: &Path, uri: &str) -> u64 {
     let log = fs::read_to_string(dir.join("access.log")).unwrap_or_default();
@@ -182,6 +218,24 @@ pub fn registry_blob_bytes(dir: &Path, digest: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_ranges_and_clients_of_one_object() {
+        let get = |l| parse_get(l, "/object-1.bin");
+        assert_eq!(
+            get("GET /object-1.bin \"bytes=16777216-33554431\" 206 10.88.1.15 16777216"),
+            Some(OriginGet {
+                start: 16 << 20,
+                bytes: 16 << 20,
+                client: "10.88.1.15".into()
+            })
+        );
+        let whole = get("GET /object-1.bin \"-\" 200 10.88.1.2 5");
+        assert_eq!(whole.map(|g| g.start), Some(0));
+        assert_eq!(get("HEAD /object-1.bin \"-\" 200 10.88.1.2 0"), None);
+        assert_eq!(get("GET /object-2.bin \"-\" 200 10.88.1.2 5"), None);
+        assert_eq!(get("GET /object-1.bin \"-\" 200 10.88.1.2"), None);
+    }
 
     #[test]
     fn logs_are_read_for_bytes() {
