@@ -12,7 +12,7 @@ use hashlink::LruCache;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use shoal_membership::Gossip;
-use shoal_placement::{NodeId, PlacementError, View};
+use shoal_placement::{Key, NodeId, PlacementError, RelayPlan, View};
 use shoal_store::{EntryKey, Store, StoreError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,8 +106,17 @@ pub struct Node {
     /// the most recent [`SOURCES`] stripes: when a whole object fails its
     /// digest, these are the copies to distrust.
     sources: Mutex<LruCache<EntryKey, SocketAddr>>,
+    /// Each recent object's relay plan for this node's rack, with the
+    /// membership it was made from (see [`Node::relay_plan`]).
+    relay_plans: Mutex<LruCache<(Key, u64), MadePlan>>,
     rng: Mutex<StdRng>,
 }
+
+/// A relay plan and the membership it was made from.
+type MadePlan = (Arc<Membership>, Arc<RelayPlan>);
+
+/// Objects whose relay plans are remembered at most.
+const RELAY_PLANS: usize = 64;
 
 /// Stripe sources remembered at most (about 80 bytes each).
 pub const SOURCES: usize = 65_536;
@@ -179,6 +188,7 @@ impl Node {
             origin,
             metrics,
             sources: Mutex::new(LruCache::new(SOURCES)),
+            relay_plans: Mutex::new(LruCache::new(RELAY_PLANS)),
             rng: Mutex::new(StdRng::seed_from_u64(seed(id))),
             cfg,
         }))
@@ -223,14 +233,37 @@ impl Node {
         }
         let m = self.membership.load();
         let key = stripe.key();
-        if m.view
-            .rack_relays(self.id, stripe.object_key(), 0)
-            .is_empty()
-            || m.view.hop_set(key).contains(&self.id)
-        {
+        if !m.view.has_rack_relays(self.id) || m.view.hop_set(key).contains(&self.id) {
             return None;
         }
         Some(self.cfg.piece_size.min(stripe.len()))
+    }
+
+    /// How this node's rack shares the relaying of `stripe`'s object in
+    /// pieces of `piece_size` bytes, in membership `m`
+    /// ([`View::relay_plan`]). Made once per object and membership: it
+    /// weighs every stripe of the object.
+    pub fn relay_plan(
+        &self,
+        m: &Arc<Membership>,
+        stripe: &crate::proto::StripeRef,
+        piece_size: u64,
+    ) -> Arc<RelayPlan> {
+        let slot = (stripe.object_key(), stripe.object.size);
+        let lock = || self.relay_plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((made_in, plan)) = lock().get(&slot)
+            && Arc::ptr_eq(made_in, m)
+        {
+            return plan.clone();
+        }
+        let plan = Arc::new(m.view.relay_plan(
+            self.id,
+            slot.0,
+            &stripe.object_stripes(),
+            stripe.pieces_in_object(piece_size),
+        ));
+        lock().insert(slot, (m.clone(), plan.clone()));
+        plan
     }
 
     /// The flights map, locked.

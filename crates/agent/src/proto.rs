@@ -103,6 +103,27 @@ impl StripeRef {
         self.index * self.stripe_size.div_ceil(piece_size.max(1)) + piece
     }
 
+    /// Every stripe of this stripe's object, in order: its placement key
+    /// and length.
+    pub fn object_stripes(&self) -> Vec<(Key, u64)> {
+        let identity = self.object.identity();
+        let size = self.object.size;
+        let step = self.stripe_size.max(1);
+        (0..size.div_ceil(step))
+            .map(|i| {
+                let len = (size - i * step).min(step);
+                (Key::for_stripe(identity.as_bytes(), i), len)
+            })
+            .collect()
+    }
+
+    /// How many pieces of `piece_size` bytes the object has, counted as
+    /// [`StripeRef::piece_in_object`] counts them.
+    pub fn pieces_in_object(&self, piece_size: u64) -> u64 {
+        let stripes = self.object.size.div_ceil(self.stripe_size.max(1));
+        stripes * self.stripe_size.div_ceil(piece_size.max(1))
+    }
+
     /// The store key: BLAKE3 of identity, stripe size and index.
     pub fn entry_key(&self) -> EntryKey {
         let mut h = blake3::Hasher::new();

@@ -100,11 +100,13 @@ fn expected(c: &Cluster, spec: &ObjectSpec, racks: usize, per_rack: usize) -> Ve
             want.whole += len * members.iter().filter(|m| whole.contains(m)).count() as u64;
             for p in 0..len.div_ceil(piece) {
                 let bytes = (len - p * piece).min(piece);
-                let relay = v.rack_relays(
+                let plan = v.relay_plan(
                     members[0],
                     stripe.object_key(),
-                    stripe.piece_in_object(piece, p),
-                )[0];
+                    &stripe.object_stripes(),
+                    stripe.pieces_in_object(piece),
+                );
+                let relay = plan.relays(&v, stripe.piece_in_object(piece, p))[0];
                 if !hops.contains(&relay) {
                     want.relayed_max += bytes;
                 }
@@ -214,6 +216,12 @@ async fn a_relay_that_goes_silent_mid_piece_costs_a_stall_not_a_pull() {
         })
         .collect();
     let id = |i: usize| NodeId::from_name(&format!("n{i}"));
+    let plan = v.relay_plan(
+        id(0),
+        stripes[0].object_key(),
+        &stripes[0].object_stripes(),
+        stripes[0].pieces_in_object(256 * KIB),
+    );
     let victim = (0..per_rack)
         .filter(|&i| stripes.iter().all(|s| v.owner(s.key()) != Some(id(i))))
         .max_by_key(|&i| {
@@ -222,8 +230,7 @@ async fn a_relay_that_goes_silent_mid_piece_costs_a_stall_not_a_pull() {
                 .flat_map(|s| (0..4).map(move |p| (s, p)))
                 .filter(|&(s, p)| {
                     let piece = s.piece_in_object(256 * KIB, p);
-                    v.rack_relays(id(0), s.object_key(), piece)[0] == id(i)
-                        && !v.hop_set(s.key()).contains(&id(i))
+                    plan.relays(&v, piece)[0] == id(i) && !v.hop_set(s.key()).contains(&id(i))
                 })
                 .count()
         })

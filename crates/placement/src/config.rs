@@ -26,7 +26,7 @@ pub struct PlacementConfig {
     /// Choose H1 by nearest tier, with eps-jitter (`true`), or uniformly.
     pub nearest_l1: bool,
     /// Fewest live members a rack needs for rack relays (see
-    /// [`crate::View::rack_relays`]); a smaller rack, or a node without a
+    /// [`crate::View::relay_plan`]); a smaller rack, or a node without a
     /// full set of labels, fetches along its path as without relays.
     /// `usize::MAX` turns relays off.
     pub rack_relay_min: usize,

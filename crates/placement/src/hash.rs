@@ -56,7 +56,7 @@ impl Key {
 
     /// The key of the object whose identity is `identity` as a whole: it
     /// orders each rack's members as the object's piece relays
-    /// ([`crate::View::rack_relays`]). Distinct from every stripe's key.
+    /// ([`crate::View::relay_plan`]). Distinct from every stripe's key.
     pub fn for_object(identity: &[u8]) -> Self {
         let mut h = Xxh3Default::new();
         h.update(identity);

@@ -11,8 +11,8 @@
 //! - [`View::owner`], [`View::successors`], [`View::l2`], [`View::l1`]:
 //!   multi-probe selection on the ring (`select`).
 //! - [`View::path`] and [`View::nearest_tier`]: nearest-tier routing.
-//! - [`View::rack_relays`] and [`View::hop_set`]: which rack member pulls
-//!   a piece of a stripe for its whole rack (`rack`).
+//! - [`View::relay_plan`] and [`View::hop_set`]: which rack member pulls
+//!   a piece of a stripe for its whole rack (`rack`, `share`).
 //!
 //! ```
 //! use shoal_placement::{Key, Labels, Member, NodeId, PlacementConfig, View};
@@ -38,6 +38,7 @@ mod path;
 mod rack;
 mod ring;
 mod select;
+mod share;
 mod topology;
 mod view;
 
@@ -45,5 +46,6 @@ pub use config::{MAX_PROBES, PlacementConfig, fan_base};
 pub use error::PlacementError;
 pub use hash::{Key, NodeId};
 pub use path::Path;
+pub use share::RelayPlan;
 pub use topology::{Labels, MAX_DEPTH};
 pub use view::{Member, View};

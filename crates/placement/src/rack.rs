@@ -4,12 +4,13 @@
 //! L2 members, so those few nodes upload the stripe to the whole fleet
 //! while most upload capacity sits idle, and every rack imports each
 //! byte once per member. With them, each piece of a stripe (a few MiB)
-//! has one relay per rack: the live rack member that ranks first for
-//! (stripe key, piece) by rendezvous hashing. The relay pulls the piece
+//! has one relay per rack, dealt by the rack's relay plan for the object
+//! (`share.rs`, [`View::relay_plan`]). The relay pulls the piece
 //! along its own path (H2, H1, owner; the owner alone reads the origin)
 //! and the rest of the rack pulls it from the relay as it arrives, so a
 //! rack imports each byte once and each node relays about one rack-size
-//! share of the object.
+//! share of the object. This module keeps the racks, which members never
+//! use a relay ([`View::hop_set`]) and whether relays ask owners directly.
 //!
 //! Every node of a rack ranks the same members the same way, and when
 //! the first one dies the next takes over with the others' order
@@ -61,52 +62,31 @@ impl Racks {
 
 /// Where `member` stands in its rack's order for the object with key
 /// `object`: members are ranked by this score, highest first.
-fn score(object: Key, member: NodeId) -> u64 {
+pub(crate) fn score(object: Key, member: NodeId) -> u64 {
     mix64(probe(object, Domain::Rack, 0, 0) ^ mix64(member.0))
 }
 
 impl View {
-    /// The relays of piece `piece` of the object with key `object` (see
-    /// [`Key::for_object`]) for the rack of `client`, best first. `piece`
-    /// counts pieces across the whole object: a stripe's pieces follow
-    /// those of the stripes before it. Every node of the rack computes the
-    /// same order: the rack's members, alive or not, ranked by a hash of
-    /// (object, member), turned so that piece `piece` starts at member
-    /// `piece mod n`; the dead are then left out. So consecutive pieces
-    /// go to consecutive members and each member relays an equal share of
-    /// the object (a hash per piece would leave some members with half as
-    /// much again as the mean, and the busiest relay sets a node-bound
-    /// rollout's pace), and when a relay dies its pieces pass to the next
-    /// member while every other piece keeps its relay.
-    ///
-    /// The first is the relay; a client that is the relay, or finds the
-    /// list empty, fetches along its own path. Empty when `client` is not
-    /// a member, carries fewer labels than the deepest member (no rack), or
-    /// its rack has fewer live members than `rack_relay_min`. Callers also
-    /// skip relays for stripes whose [`View::hop_set`] holds the client.
-    pub fn rack_relays(&self, client: NodeId, object: Key, piece: u64) -> Vec<NodeId> {
-        let Some(i) = self.index_of(client) else {
-            return Vec::new();
-        };
-        let labels = &self.members[i].labels;
-        if labels.depth() < self.depth() {
-            return Vec::new();
+    /// The members of `client`'s rack, alive or not, in no set order; or
+    /// `None` when `client` is not a member, carries fewer labels than the
+    /// deepest member, or its rack has fewer members than
+    /// `rack_relay_min`, alive or not. See [`View::relay_plan`].
+    pub(crate) fn rack_members(&self, client: NodeId) -> Option<&[NodeId]> {
+        let i = self.index_of(client)?;
+        if !self.in_relay_rack_at(i) {
+            return None;
         }
-        let Some(rack) = rack_of(labels, &self.topo[i]).and_then(|r| self.racks.0.get(&r)) else {
-            return Vec::new();
-        };
-        let mut all: Vec<(u64, NodeId)> = rack.iter().map(|&id| (score(object, id), id)).collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
-        let n = all.len();
-        let first = (piece % n as u64) as usize;
-        let live: Vec<NodeId> = (0..n)
-            .map(|k| all[(first + k) % n].1)
-            .filter(|&id| self.is_alive(id))
-            .collect();
-        if live.len() < self.config.rack_relay_min.max(2) {
-            return Vec::new();
-        }
-        live
+        let rack = rack_of(&self.members[i].labels, &self.topo[i])?;
+        self.racks.0.get(&rack).map(Vec::as_slice)
+    }
+
+    /// Whether `client` pulls through rack relays at all: it is in a relay
+    /// rack ([`View::in_relay_rack`]) with `rack_relay_min` live members
+    /// or more (at least 2).
+    pub fn has_rack_relays(&self, client: NodeId) -> bool {
+        self.rack_members(client).is_some_and(|m| {
+            m.iter().filter(|&&id| self.is_alive(id)).count() >= self.config.rack_relay_min.max(2)
+        })
     }
 
     /// Whether rack relays pull their pieces from the owner directly
@@ -128,6 +108,7 @@ impl View {
     pub(crate) fn count_relay_racks(&mut self) {
         let min = self.config.rack_relay_min.max(2);
         let racks = self.racks.0.values().filter(|m| m.len() >= min).count();
+        self.relay_racks = racks;
         self.relays_ask_owner = racks > 0 && racks <= self.config.v * self.b;
     }
 
@@ -186,12 +167,13 @@ impl View {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::{Key, Labels, Member, NodeId, PlacementConfig, View};
     use rand::SeedableRng;
 
-    /// `racks` racks of `size` nodes in two rows of one zone.
-    fn fleet(racks: usize, size: usize) -> View {
+    /// `racks` racks of `size` nodes in two rows of one zone: node `i`
+    /// is in rack `i / size`.
+    pub(crate) fn fleet(racks: usize, size: usize) -> View {
         let members = (0..racks * size).map(|i| {
             let rack = i / size;
             Member::new(
@@ -202,90 +184,8 @@ mod tests {
         View::with_members(PlacementConfig::default(), members).unwrap()
     }
 
-    fn id(i: usize) -> NodeId {
+    pub(crate) fn id(i: usize) -> NodeId {
         NodeId::from_name(&format!("n{i}"))
-    }
-
-    #[test]
-    fn a_rack_agrees_on_one_relay_per_piece_and_shares_pieces_evenly() {
-        let v = fleet(8, 16);
-        let object = Key::for_object(b"obj");
-        let mut first = std::collections::HashMap::<NodeId, usize>::new();
-        for piece in 0..1600 {
-            let ranked = v.rack_relays(id(16), object, piece);
-            assert_eq!(ranked.len(), 16, "every live member of rack 1");
-            for member in 17..32 {
-                assert_eq!(v.rack_relays(id(member), object, piece), ranked);
-            }
-            // Consecutive pieces, consecutive members.
-            assert_eq!(v.rack_relays(id(16), object, piece + 1)[0], ranked[1]);
-            *first.entry(ranked[0]).or_default() += 1;
-        }
-        assert_eq!(first.len(), 16);
-        assert!(first.values().all(|&n| n == 100), "{first:?}");
-        // Another object starts its pieces elsewhere in the rack.
-        let starts: std::collections::HashSet<NodeId> = (0..40)
-            .map(|o| v.rack_relays(id(16), Key::for_object(&[o]), 0)[0])
-            .collect();
-        assert!(starts.len() > 8, "{starts:?}");
-    }
-
-    #[test]
-    fn a_dead_relay_hands_over_to_the_next_in_the_same_order() {
-        let mut v = fleet(4, 8);
-        let key = Key::for_stripe(b"obj", 0);
-        let before = v.rack_relays(id(0), key, 7);
-        v.mark_dead(before[0]);
-        let after = v.rack_relays(id(1), key, 7);
-        assert_eq!(after, before[1..]);
-        v.mark_alive(before[0]);
-        assert_eq!(v.rack_relays(id(1), key, 7), before);
-    }
-
-    #[test]
-    fn small_or_unlabelled_racks_have_no_relays() {
-        let v = fleet(4, 3);
-        assert!(
-            v.rack_relays(id(0), Key(1), 0).is_empty(),
-            "3 < rack_relay_min"
-        );
-        let mut v = fleet(2, 8);
-        assert!(
-            v.rack_relays(NodeId::from_name("stranger"), Key(1), 0)
-                .is_empty()
-        );
-        v.join(Member::new("bare", Labels::default())).unwrap();
-        v.join(Member::new("half", Labels::new(["z", "row0"])))
-            .unwrap();
-        assert!(
-            v.rack_relays(NodeId::from_name("bare"), Key(1), 0)
-                .is_empty()
-        );
-        assert!(
-            v.rack_relays(NodeId::from_name("half"), Key(1), 0)
-                .is_empty()
-        );
-        assert_eq!(v.rack_relays(id(0), Key(1), 0).len(), 8);
-        let off = View::with_members(
-            PlacementConfig {
-                rack_relay_min: usize::MAX,
-                ..PlacementConfig::default()
-            },
-            fleet(2, 8).members().map(|(_, m, _)| m.clone()),
-        )
-        .unwrap();
-        assert!(off.rack_relays(id(0), Key(1), 0).is_empty());
-    }
-
-    #[test]
-    fn leaving_and_relabelled_members_leave_their_rack() {
-        let mut v = fleet(2, 8);
-        v.leave(id(3));
-        assert_eq!(v.rack_relays(id(0), Key(9), 1).len(), 7);
-        v.join(Member::new("n4", Labels::new(["z", "row1", "rack1"])))
-            .unwrap();
-        assert_eq!(v.rack_relays(id(0), Key(9), 1).len(), 6);
-        assert_eq!(v.rack_relays(id(8), Key(9), 1).len(), 9);
     }
 
     #[test]

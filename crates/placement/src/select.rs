@@ -145,6 +145,22 @@ impl View {
         self.resolve(&probes, &Chosen::new())
     }
 
+    /// The node index that owns `key` when every member is alive: its
+    /// place on the ring, which deaths do not move. Weighs relay shares
+    /// ([`View::relay_plan`]) so that a death does not reshuffle them.
+    pub(crate) fn home_index(&self, key: Key) -> Option<u32> {
+        if self.ring.len() == 0 {
+            return None;
+        }
+        let mut probes = Vec::with_capacity(self.config.owner_probes as usize);
+        self.locate(key, Domain::Owner, 0, self.config.owner_probes, &mut probes);
+        probes
+            .iter()
+            .map(|p| (p.point.wrapping_sub(p.x), p.i as u32))
+            .min()
+            .map(|(_, i)| i)
+    }
+
     /// The owner and the next `r - 1` distinct alive nodes in the key's
     /// ranking (fewer when fewer are alive). If the owner dies, the first
     /// successor becomes the owner.

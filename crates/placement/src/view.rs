@@ -61,6 +61,9 @@ pub struct View {
     pub(crate) racks: crate::rack::Racks,
     /// See [`View::relays_ask_owner`]; kept by joins and leaves.
     pub(crate) relays_ask_owner: bool,
+    /// Racks with `rack_relay_min` members or more, alive or not; kept by
+    /// joins and leaves.
+    pub(crate) relay_racks: usize,
 }
 
 /// Largest member count; node indices must fit in a `u32`.
@@ -81,6 +84,7 @@ impl View {
             b: fan_base(0),
             racks: crate::rack::Racks::default(),
             relays_ask_owner: false,
+            relay_racks: 0,
         })
     }
 

@@ -1,9 +1,10 @@
 //! A flight fetched piece by piece through rack relays.
 //!
 //! For each piece, the rack's members rank themselves in the placement
-//! core ([`shoal_placement::View::rack_relays`]: consecutive pieces of the
-//! object go to consecutive members); every node of the rack computes the
-//! same order. The first pulls the piece along its own path (H2, H1,
+//! core ([`shoal_placement::View::relay_plan`]: the pieces of an object are
+//! dealt out so that each member's upload, its stripes' owner duty
+//! included, comes out even); every node of the rack computes the same
+//! order. The first pulls the piece along its own path (H2, H1,
 //! owner, or the owner directly in a fleet with few relay racks; the owner
 //! alone reads the origin) and the others pull it from that relay as it
 //! arrives, so the rack imports the piece once. A relay that fails (dead,
@@ -64,10 +65,12 @@ async fn fetch_piece(
     let len = req.stripe.len();
     let end = ((piece + 1) * size).min(len);
     let m = node.membership.load_full();
-    let object = req.stripe.object_key();
-    let relays = m
-        .view
-        .rack_relays(node.id, object, req.stripe.piece_in_object(size, piece));
+    // Pieces are counted in the configured size, which a short last stripe
+    // cuts but every stripe of the object shares.
+    let unit = node.cfg.piece_size.max(size);
+    let relays = node
+        .relay_plan(&m, &req.stripe, unit)
+        .relays(&m.view, req.stripe.piece_in_object(unit, piece));
     if relays.first().is_some_and(|&r| r != node.id) && flight.claim_rack(piece) {
         for &relay in relays.iter().take_while(|&&r| r != node.id) {
             let Some(&addr) = m.addrs.get(&relay) else {

@@ -103,6 +103,13 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
         unit_stripe: units.iter().map(|u| u.0).collect(),
         pieced: units.iter().any(|u| u.1 > 0),
         hop_sets: vec![None; stripe_count],
+        object_stripes: (0..stripe_count as u64)
+            .map(|i| {
+                let len = (cfg.object_bytes - i * cfg.stripe_bytes).min(cfg.stripe_bytes);
+                (Key::for_stripe(b"rollout-object", i), len)
+            })
+            .collect(),
+        relay_plans: vec![None; n],
         relay_coins: ChaCha8Rng::seed_from_u64(rng::stream(seed, 10)),
         swarm_peers: Vec::new(),
         swarm_seeds: Vec::new(),
@@ -195,7 +202,7 @@ pub fn run(cfg: &Timed, plan: &Plan, system: System, seed: u64) -> Result<Outcom
             if !joined[c as usize] {
                 joined[c as usize] = true;
                 e.view.join(all[c as usize].clone())?;
-                e.view_changed();
+                e.members_changed();
             }
             cl.pending.retain(|&s| e.state[e.slot(c, s)] != DONE);
             cl.done = cl.next - cl.pending.len() as u32;

@@ -8,7 +8,7 @@
 //!   joined, its downstream flows held to what it has received: chunk
 //!   pipelining) and forward-and-cache on every hop; with [`Relay::Star`],
 //!   each piece of a stripe has one relay per rack (the placement core's
-//!   `View::rack_relays`) that pulls it along its own path while the rest
+//!   `View::relay_plan`) that pulls it along its own path while the rest
 //!   of the rack pulls from the relay;
 //! - [`System::ShoalNoRelay`]: the same without rack relays;
 //! - [`System::Direct`]: every node from the origin;
@@ -254,6 +254,12 @@ struct Engine<'a> {
     /// Per stripe, the hop set's node indices, sorted, computed when first
     /// needed and forgotten when the view changes.
     hop_sets: Vec<Option<Vec<u32>>>,
+    /// Every stripe of the object: its key and length (relay plans weigh
+    /// them).
+    object_stripes: Vec<(Key, u64)>,
+    /// Per node, its rack's relay plan, made when first needed and
+    /// forgotten when a member joins (deaths do not change it).
+    relay_plans: Vec<Option<std::sync::Arc<shoal_placement::RelayPlan>>>,
     /// Coins for the paths of rack relays, apart from the clients' ones.
     relay_coins: ChaCha8Rng,
     /// [`System::Swarm`]: each node's peers, the seeds, and per unit the
@@ -320,6 +326,13 @@ impl Engine<'_> {
     /// change to it.
     fn view_changed(&mut self) {
         self.hop_sets.iter_mut().for_each(|h| *h = None);
+    }
+
+    /// Forgets what depended on the members (the hop sets and the relay
+    /// plans): call after a join.
+    fn members_changed(&mut self) {
+        self.view_changed();
+        self.relay_plans.iter_mut().for_each(|p| *p = None);
     }
 
     fn slot(&self, node: u32, s: u32) -> usize {

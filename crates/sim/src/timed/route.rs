@@ -161,9 +161,21 @@ impl Engine<'_> {
         }
         // Units are in object order, so a unit's index counts pieces
         // across the object.
-        let ranked = self
-            .view
-            .rack_relays(self.ids[c as usize], self.object, u64::from(s));
+        let plan = match &self.relay_plans[c as usize] {
+            Some(plan) => plan.clone(),
+            None => {
+                let per_stripe = self.cfg.stripe_bytes.div_ceil(self.cfg.unit_bytes().max(1));
+                let plan = std::sync::Arc::new(self.view.relay_plan(
+                    self.ids[c as usize],
+                    self.object,
+                    &self.object_stripes,
+                    self.object_stripes.len() as u64 * per_stripe,
+                ));
+                self.relay_plans[c as usize] = Some(plan.clone());
+                plan
+            }
+        };
+        let ranked = plan.relays(&self.view, u64::from(s));
         let timeout = self.cfg.failures.connect_timeout_ms / 1000.0;
         for id in ranked {
             let r = *self.index.get(&id)?;
